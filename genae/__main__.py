@@ -1,0 +1,5 @@
+import sys
+
+from genae.cli import main
+
+sys.exit(main())

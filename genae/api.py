@@ -1,0 +1,183 @@
+"""The Python entry points: train a model (on a named dataset or on your own arrays), evaluate
+and sample a run. The CLI is a thin layer over these."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genae.config import TrainConfig, from_mapping, to_mapping
+from genae.data.memory import TensorData, random_subset
+from genae.data.sources import load_dataset
+from genae.data.types import DatasetSplits
+from genae.errors import CheckpointError, ConfigError
+from genae.models.base import GenerativeModel
+from genae.models.registry import build_model
+from genae.training import rundir
+from genae.training.trainer import Trainer, evaluate
+
+# What may differ between a run and its --resume: everything else must match the saved config,
+# or the resumed run would not be the run that was started.
+RESUMABLE_CHANGES = frozenset(
+    {
+        "epochs",
+        "progress",
+        "log_every",
+        "checkpoint_every",
+        "snapshot_epochs",
+        "device",
+        "data_dir",
+        "eval_batch_size",
+    }
+)
+
+
+@dataclass
+class Run:
+    """A trained (or training) model with its data and history."""
+
+    model: GenerativeModel
+    history: list[dict[str, Any]]
+    run_dir: Path | None
+    data: DatasetSplits
+
+
+def resolve_data(config: TrainConfig, data: DatasetSplits | None = None) -> DatasetSplits:
+    if data is not None:
+        return data
+    data_dir = Path(config.data_dir) if config.data_dir else None
+    return load_dataset(config.dataset, data_dir)
+
+
+def device_data(splits: DatasetSplits, config: TrainConfig) -> tuple[TensorData, TensorData]:
+    """Train and test splits on the training device, as the run's config asks."""
+    device = torch.device(config.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device: '{config.device}' asked for, but no CUDA device is available")
+    train_arrays = random_subset(splits.train, config.max_train_examples, config.seed)
+    train = TensorData(train_arrays, device, binarize=config.binarize)
+    test = TensorData(
+        splits.test, device, fixed_binarization_seed=config.seed if config.binarize else None
+    )
+    return train, test
+
+
+def prepare_run_dir(run_dir: Path, *, resume: bool, force: bool) -> None:
+    """Refuse to overwrite an existing run unless asked; --force only clears genae run dirs."""
+    if resume:
+        if not (run_dir / rundir.CHECKPOINT_FILE).exists():
+            raise CheckpointError(f"{run_dir}: no checkpoint to resume from")
+        return
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not force:
+            raise CheckpointError(
+                f"{run_dir}: run directory exists; pass --resume to continue it or --force to "
+                f"overwrite it"
+            )
+        if not (run_dir / rundir.CONFIG_FILE).exists():
+            raise CheckpointError(
+                f"{run_dir}: not a genae run directory (no {rundir.CONFIG_FILE}); refusing to "
+                f"delete it with --force"
+            )
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def merged_resume_config(
+    run_dir: Path, model: str, overrides: Mapping[str, Any], model_overrides: Mapping[str, Any]
+) -> tuple[dict, TrainConfig]:
+    saved = rundir.read_run_config(run_dir)
+    if saved["model"] != model:
+        raise CheckpointError(f"{run_dir}: run is of model '{saved['model']}', not '{model}'")
+    train = rundir.train_config_of(saved)
+    saved_train = to_mapping(train)
+    for key, value in overrides.items():
+        key = key.replace("-", "_")
+        current = to_mapping(from_mapping(TrainConfig, {**saved_train, key: value}))[key]
+        if key not in RESUMABLE_CHANGES and current != saved_train.get(key):
+            raise ConfigError(
+                f"{key}: the run was started with {saved_train.get(key)!r}; --resume cannot "
+                f"change it (only {', '.join(sorted(RESUMABLE_CHANGES))})"
+            )
+    for key, value in model_overrides.items():
+        if saved["model_config"].get(key.replace("-", "_")) != value:
+            raise ConfigError(f"{key}: --resume cannot change the model's configuration")
+    train = from_mapping(TrainConfig, {**saved_train, **overrides})
+    return saved["model_config"], train
+
+
+def fit(
+    model: str,
+    *,
+    model_config: Mapping[str, Any] | None = None,
+    train_config: TrainConfig | Mapping[str, Any] | None = None,
+    data: DatasetSplits | None = None,
+    run_dir: Path | str | None = None,
+    resume: bool = False,
+    force: bool = False,
+) -> Run:
+    """Train `model` (a registered name) and return it with its per-epoch metrics.
+
+    data: a `DatasetSplits` (e.g. from `genae.data.sources.from_arrays`) instead of the config's
+    named dataset. run_dir: where config, weights, checkpoints, metrics and grids go; needed
+    for `resume`.
+    """
+    run_path = Path(run_dir) if run_dir is not None else None
+    model_config = dict(model_config or {})
+    if resume:
+        if run_path is None:
+            raise ConfigError("resume: needs a run directory (--out)")
+        # Only what the caller set explicitly counts as a change to the saved run.
+        if isinstance(train_config, TrainConfig):
+            defaults = to_mapping(TrainConfig())
+            train_config = {k: v for k, v in to_mapping(train_config).items() if v != defaults[k]}
+        model_config, train_config = merged_resume_config(
+            run_path, model, dict(train_config or {}), model_config
+        )
+    elif not isinstance(train_config, TrainConfig):
+        train_config = from_mapping(TrainConfig, train_config or {})
+    if run_path is not None:
+        prepare_run_dir(run_path, resume=resume, force=force)
+    if data is not None:
+        train_config = replace(train_config, dataset=data.name)
+    splits = resolve_data(train_config, data)
+    torch.manual_seed(train_config.seed)
+    net = build_model(model, model_config, splits.spec).to(train_config.device)
+    train, test = device_data(splits, train_config)
+    trainer = Trainer(net, train, test, train_config, run_path)
+    if resume:
+        trainer.resume()
+    history = trainer.fit()
+    net.eval()
+    return Run(net, history, run_path, splits)
+
+
+def evaluate_run(
+    run_dir: Path | str, *, data: DatasetSplits | None = None, device: str = "cpu"
+) -> dict[str, Any]:
+    """Test-set metrics of a finished run, with what they were computed on."""
+    run_dir = Path(run_dir)
+    config = rundir.read_run_config(run_dir)
+    train_config = replace(rundir.train_config_of(config), device=device)
+    model = rundir.load(run_dir, device)
+    splits = resolve_data(train_config, data)
+    if splits.spec != model.spec:
+        raise ConfigError(
+            f"{run_dir}: the dataset '{splits.name}' does not match the run's data "
+            f"(shape {splits.spec.shape}, expected {model.spec.shape})"
+        )
+    _, test = device_data(splits, train_config)
+    metrics = evaluate(model, test, train_config.eval_batch_size, train_config.seed)
+    return {
+        "run": str(run_dir),
+        "model": model.name,
+        "dataset": splits.name,
+        "split": "test",
+        "examples": len(test),
+        **metrics,
+    }

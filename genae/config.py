@@ -1,0 +1,195 @@
+"""Typed configuration: dataclasses filled from TOML files, CLI flags and JSON, with validation.
+
+Every config is a dataclass whose field annotations are the schema. `from_mapping` rejects unknown
+keys (suggesting the nearest valid one), coerces strings from the command line, checks types, and
+then calls the dataclass's own `validate()` for ranges.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import tomllib
+
+from genae.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def suggest(name: str, valid: typing.Iterable[str]) -> str:
+    """' (did you mean 'x'?)' when a close match exists, else ''."""
+    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Convert `value` (from TOML, JSON or a CLI string) to `annotation`, or raise ConfigError."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        if isinstance(value, str) and value.lower() in ("none", "") and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], where)
+    if origin is tuple:
+        item_type = args[0]
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list of {item_type.__name__}, got {value!r}")
+        return tuple(_coerce(v, item_type, where) for v in value)
+    if origin is typing.Literal:
+        if value not in args:
+            choices = ", ".join(repr(a) for a in args)
+            raise ConfigError(f"{where}: expected one of {choices}, got {value!r}")
+        return value
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if annotation is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    raise ConfigError(f"{where}: unsupported config type {annotation!r}")
+
+
+def from_mapping(cls: type[T], data: Mapping[str, Any], *, where: str = "config") -> T:
+    """Build dataclass `cls` from `data`; keys may use '-' or '_'."""
+    types_by_name = field_types(cls)
+    values: dict[str, Any] = {}
+    for raw_key, value in data.items():
+        key = raw_key.replace("-", "_")
+        if key not in types_by_name:
+            raise ConfigError(f"{where}: unknown key '{raw_key}'{suggest(key, types_by_name)}")
+        values[key] = _coerce(value, types_by_name[key], f"{where}.{key}")
+    config = cls(**values)
+    validate = getattr(config, "validate", None)
+    if validate is not None:
+        validate()
+    return config
+
+
+def to_mapping(config: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a config dataclass (tuples become lists)."""
+    return {
+        f.name: list(v) if isinstance(v := getattr(config, f.name), tuple) else v
+        for f in dataclasses.fields(config)
+    }
+
+
+def require(condition: bool, where: str, expected: str, got: Any) -> None:
+    """Raise a ConfigError of the standard shape unless `condition` holds."""
+    if not condition:
+        raise ConfigError(f"{where}: expected {expected}, got {got!r}")
+
+
+@dataclass
+class TrainConfig:
+    """How to train: data, optimisation, logging and checkpointing."""
+
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None
+    epochs: int = 10
+    batch_size: int = 100
+    lr: float = 1e-3
+    seed: int = 0
+    device: str = "cpu"
+    binarize: bool = False
+    max_train_examples: int = 0  # 0: all; else a seeded random subset (quick runs)
+    snapshot_epochs: tuple[int, ...] = (1, 5, 10)
+    checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0: end of epoch only
+    log_every: int = 50  # steps between progress updates and finiteness checks
+    eval_batch_size: int = 1000
+    progress: bool = True
+
+    def validate(self) -> None:
+        require(self.epochs >= 1, "epochs", "an integer >= 1", self.epochs)
+        require(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
+        require(self.lr > 0, "lr", "a positive learning rate", self.lr)
+        require(self.seed >= 0, "seed", "an integer >= 0", self.seed)
+        require(
+            self.device == "cpu" or self.device.startswith("cuda"),
+            "device",
+            "'cpu' or 'cuda[:N]'",
+            self.device,
+        )
+        require(
+            self.max_train_examples >= 0,
+            "max_train_examples",
+            "an integer >= 0",
+            self.max_train_examples,
+        )
+        require(
+            all(e >= 1 for e in self.snapshot_epochs),
+            "snapshot_epochs",
+            "epoch numbers >= 1",
+            self.snapshot_epochs,
+        )
+        require(
+            self.checkpoint_every >= 0, "checkpoint_every", "an integer >= 0", self.checkpoint_every
+        )
+        require(self.log_every >= 1, "log_every", "an integer >= 1", self.log_every)
+        require(
+            self.eval_batch_size >= 1, "eval_batch_size", "an integer >= 1", self.eval_batch_size
+        )
+
+
+@dataclass
+class RunConfig:
+    """A whole run: which model, its config, and the training config."""
+
+    model: str
+    model_config: dict[str, Any] = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML config file; errors name the file."""
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None

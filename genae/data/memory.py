@@ -1,0 +1,98 @@
+"""Datasets held as uint8 tensors on the training device.
+
+Images of this size fit in memory many times over, so the hot path is a gather by index:
+each epoch draws one seeded permutation and each batch is `images[idx]`, converted to float on
+the device. No per-example `__getitem__`, no collate, no host-to-device copy per step.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from genae.data.types import ImageArrays
+from genae.errors import DataError
+from genae.models.base import Batch
+
+
+def seeded_generator(*parts: int) -> torch.Generator:
+    """A CPU generator whose seed is derived from `parts` (e.g. run seed and epoch)."""
+    seed = 0
+    for part in parts:
+        seed = (seed * 1_000_003 + int(part)) % (2**63 - 1)
+    return torch.Generator().manual_seed(seed)
+
+
+class TensorData:
+    """An image split on a device, served as batches by index.
+
+    binarize: draw pixel ~ Bernoulli(intensity) afresh for every batch (dynamic binarisation);
+    `fixed_binarization_seed` instead binarises once, as is standard for a test set.
+    """
+
+    def __init__(
+        self,
+        arrays: ImageArrays,
+        device: torch.device | str = "cpu",
+        *,
+        binarize: bool = False,
+        fixed_binarization_seed: int | None = None,
+    ) -> None:
+        images = arrays.images
+        if fixed_binarization_seed is not None:
+            gen = seeded_generator(fixed_binarization_seed, 7)
+            images = torch.bernoulli(images.float() / 255, generator=gen).to(torch.uint8) * 255
+            binarize = False
+        self.images = images.to(device)
+        self.labels = arrays.labels.to(device) if arrays.labels is not None else None
+        self.binarize = binarize
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    def epoch_order(self, seed: int, epoch: int) -> torch.Tensor:
+        """The example order for one epoch: a function of (seed, epoch) only, so a resumed run
+        visits exactly the examples an uninterrupted one would."""
+        perm = torch.randperm(len(self), generator=seeded_generator(seed, epoch))
+        return perm.to(self.device)
+
+    def batch(self, index: torch.Tensor) -> Batch:
+        x = self.images[index].float().div_(255.0)
+        if self.binarize:
+            x = torch.bernoulli(x)
+        return Batch(x=x, y=self.labels[index] if self.labels is not None else None)
+
+    def batches(self, batch_size: int):
+        """Sequential batches (for evaluation)."""
+        for start in range(0, len(self), batch_size):
+            index = torch.arange(start, min(start + batch_size, len(self)), device=self.device)
+            yield self.batch(index)
+
+
+def random_subset(arrays: ImageArrays, n: int, seed: int) -> ImageArrays:
+    """A seeded random subset of n examples (all of them when n >= len)."""
+    if n <= 0 or n >= len(arrays):
+        return arrays
+    index = torch.randperm(len(arrays), generator=seeded_generator(seed, 11))[:n].sort().values
+    labels = arrays.labels[index] if arrays.labels is not None else None
+    return ImageArrays(arrays.images[index], labels)
+
+
+def stratified_indices(labels: torch.Tensor, n: int, num_classes: int, seed: int) -> torch.Tensor:
+    """n indices, n / num_classes from each class, chosen by a seeded shuffle (sorted)."""
+    if n % num_classes:
+        raise DataError(f"labels: {n} is not divisible by the {num_classes} classes")
+    per_class = n // num_classes
+    gen = seeded_generator(seed, 13)
+    chosen = []
+    for k in range(num_classes):
+        members = torch.nonzero(labels.cpu() == k).flatten()
+        if len(members) < per_class:
+            raise DataError(
+                f"labels: asked for {per_class} examples of class {k}, the data has {len(members)}"
+            )
+        chosen.append(members[torch.randperm(len(members), generator=gen)[:per_class]])
+    return torch.cat(chosen).sort().values

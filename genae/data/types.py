@@ -1,0 +1,101 @@
+"""Plain containers shared by every dataset source and by the trainer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from genae.errors import DataError
+
+
+@dataclass(frozen=True)
+class ImageArrays:
+    """One split of an image dataset, held as raw uint8 pixels.
+
+    images: uint8 tensor (N, C, H, W), values 0..255.
+    labels: int64 tensor (N,) of class indices, a float tensor (N, A) of attributes, or None.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
+            raise DataError(
+                f"images: expected a uint8 tensor of shape (N, C, H, W), got {self.images.dtype} "
+                f"with shape {tuple(self.images.shape)}"
+            )
+        if self.labels is not None and self.labels.shape[0] != self.images.shape[0]:
+            raise DataError(
+                f"labels: expected {self.images.shape[0]} labels (one per image), "
+                f"got {self.labels.shape[0]}"
+            )
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What a model needs to know about its data to build its networks."""
+
+    shape: tuple[int, int, int]  # (C, H, W)
+    num_classes: int = 0  # 0: no class labels
+    attribute_names: tuple[str, ...] = ()  # non-empty: labels are +1/-1 attribute vectors
+    class_names: tuple[str, ...] = ()
+
+    @property
+    def condition_dim(self) -> int:
+        """Width of the condition vector a conditional model receives."""
+        return len(self.attribute_names) or self.num_classes
+
+    @property
+    def numel(self) -> int:
+        c, h, w = self.shape
+        return c * h * w
+
+    def to_json(self) -> dict:
+        return {
+            "shape": list(self.shape),
+            "num_classes": self.num_classes,
+            "attribute_names": list(self.attribute_names),
+            "class_names": list(self.class_names),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> DataSpec:
+        return cls(
+            shape=tuple(data["shape"]),
+            num_classes=int(data.get("num_classes", 0)),
+            attribute_names=tuple(data.get("attribute_names", ())),
+            class_names=tuple(data.get("class_names", ())),
+        )
+
+
+@dataclass(frozen=True)
+class DatasetSplits:
+    """A dataset as found on disk: train and test splits plus where it came from."""
+
+    name: str
+    train: ImageArrays
+    test: ImageArrays
+    source: str  # a path, or "embedded"
+    class_names: tuple[str, ...] = ()
+    attribute_names: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default=())  # messages to show the user (e.g. a fallback)
+
+    @property
+    def spec(self) -> DataSpec:
+        c, h, w = self.train.images.shape[1:]
+        labels = self.train.labels
+        if self.attribute_names or labels is None:
+            num_classes = 0
+        else:
+            num_classes = len(self.class_names) or int(labels.max().item()) + 1
+        return DataSpec(
+            shape=(int(c), int(h), int(w)),
+            num_classes=num_classes,
+            attribute_names=self.attribute_names,
+            class_names=self.class_names,
+        )

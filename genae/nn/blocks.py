@@ -1,0 +1,69 @@
+"""Network pieces used by many models."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+    "softplus": nn.Softplus,
+}
+
+
+def mlp(
+    in_features: int,
+    hidden: Sequence[int],
+    out_features: int | None = None,
+    *,
+    activation: str = "relu",
+    dropout: float = 0.0,
+) -> nn.Sequential:
+    """Linear layers with an activation (and optional dropout) after each hidden layer.
+
+    With `out_features`, a final linear layer without activation follows, so the result can feed
+    a loss or a distribution head directly.
+    """
+    layers: list[nn.Module] = []
+    width = in_features
+    for size in hidden:
+        layers += [nn.Linear(width, size), ACTIVATIONS[activation]()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = size
+    if out_features is not None:
+        layers.append(nn.Linear(width, out_features))
+    return nn.Sequential(*layers)
+
+
+class GaussianHead(nn.Module):
+    """Maps features to the mean and log-variance of a diagonal Gaussian."""
+
+    def __init__(self, in_features: int, latent_dim: int) -> None:
+        super().__init__()
+        self.mean = nn.Linear(in_features, latent_dim)
+        self.log_var = nn.Linear(in_features, latent_dim)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.mean(features), self.log_var(features)
+
+
+def reparameterize(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """z = mean + sigma * eps, differentiable in mean and log_var."""
+    return torch.addcmul(mean, torch.randn_like(mean), torch.exp(0.5 * log_var))
+
+
+def standard_normal(
+    shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device
+) -> torch.Tensor:
+    """N(0, I) noise on `device`, drawn from `generator` wherever that generator lives.
+
+    A CPU generator gives the same images on every device, which keeps sample grids comparable.
+    """
+    gen_device = generator.device if generator is not None else device
+    return torch.randn(shape, generator=generator, device=gen_device).to(device)

@@ -1,0 +1,81 @@
+"""A run directory: what a finished (or interrupted) run leaves, and how to load it back.
+
+RUN_DIR/config.json             model name, model config, train config, data spec, version
+RUN_DIR/model.safetensors       weights after the last finished epoch
+RUN_DIR/checkpoint.safetensors  full training state for --resume
+RUN_DIR/metrics.jsonl           one JSON object per epoch
+RUN_DIR/samples/epoch_NNN.png   sample grids at the snapshot epochs
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from genae import __version__
+from genae.config import TrainConfig, from_mapping, to_mapping
+from genae.data.types import DataSpec
+from genae.errors import CheckpointError
+from genae.io import write_json_atomic, write_text_atomic
+from genae.models.base import GenerativeModel
+from genae.models.registry import build_model
+from genae.training.checkpoint import load_weights
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+CHECKPOINT_FILE = "checkpoint.safetensors"
+METRICS_FILE = "metrics.jsonl"
+SAMPLES_DIR = "samples"
+
+
+def write_run_config(run_dir: Path, model: GenerativeModel, train: TrainConfig) -> None:
+    write_json_atomic(
+        run_dir / CONFIG_FILE,
+        {
+            "genae_version": __version__,
+            "model": model.name,
+            "model_config": to_mapping(model.config),
+            "train": to_mapping(train),
+            "data_spec": model.spec.to_json(),
+        },
+    )
+
+
+def read_run_config(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / CONFIG_FILE
+    if not Path(run_dir).is_dir():
+        raise CheckpointError(f"{run_dir}: run directory not found")
+    try:
+        config = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing; is {run_dir} a genae run directory?") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
+    for key in ("model", "model_config", "train", "data_spec"):
+        if key not in config:
+            raise CheckpointError(f"{path}: missing field '{key}'")
+    return config
+
+
+def train_config_of(run_config: dict[str, Any]) -> TrainConfig:
+    return from_mapping(TrainConfig, run_config["train"], where="config.json train")
+
+
+def build_from_run(run_dir: Path) -> GenerativeModel:
+    """The run's model, built from its config.json, with freshly initialised weights."""
+    config = read_run_config(run_dir)
+    spec = DataSpec.from_json(config["data_spec"])
+    return build_model(config["model"], config["model_config"], spec)
+
+
+def load(run_dir: Path | str, device: str = "cpu") -> GenerativeModel:
+    """The trained model of a run directory, in eval mode."""
+    run_dir = Path(run_dir)
+    model = build_from_run(run_dir)
+    load_weights(run_dir / WEIGHTS_FILE, model)
+    return model.to(device).eval()
+
+
+def write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    write_text_atomic(run_dir / METRICS_FILE, "".join(json.dumps(m) + "\n" for m in history))

@@ -1,0 +1,290 @@
+"""The one training loop of genae.
+
+Every model is a list of phases (see `genae.models.base`); each batch runs them in order, each
+with its own Adam. The loop never reads a loss back to the host per step: loss terms are summed
+on the device and checked for NaN/inf every `log_every` steps and before any checkpoint, so a
+checkpoint on disk always holds finite weights.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from genae.config import TrainConfig
+from genae.data.memory import TensorData, seeded_generator
+from genae.errors import CheckpointError, NonFiniteLossError, TrainingError
+from genae.models.base import GenerativeModel
+from genae.training import rundir
+from genae.training.checkpoint import (
+    apply_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    save_weights,
+)
+
+
+class TrainingInterrupted(TrainingError):
+    """SIGINT or SIGTERM arrived; a checkpoint was saved and the run can be resumed."""
+
+
+class LossMeter:
+    """Sums loss terms on the device and remembers the first step at which each went non-finite."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.sums: dict[str, torch.Tensor] = {}
+        self.first_bad: dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    @torch.no_grad()
+    def add(self, phase: str, terms: dict[str, torch.Tensor], step: int) -> None:
+        for name, value in terms.items():
+            key = name if phase == "loss" else f"{phase}.{name}"
+            value = value.detach().float()
+            if key not in self.sums:
+                self.sums[key] = torch.zeros((), device=self.device)
+                self.first_bad[key] = torch.full((), -1, dtype=torch.long, device=self.device)
+            self.sums[key] += value
+            bad = self.first_bad[key]
+            bad.masked_fill_((bad < 0) & ~torch.isfinite(value), step)
+
+    def step_done(self) -> None:
+        self.count += 1
+
+    def check_finite(self, checkpoint: Path | None) -> None:
+        """One host sync: raise NonFiniteLossError naming the earliest bad step and term."""
+        if not self.first_bad:
+            return
+        bad = torch.stack(list(self.first_bad.values())).tolist()
+        hits = [(s, k) for s, k in zip(bad, self.first_bad) if s >= 0]
+        if hits:
+            step, term = min(hits)
+            kept = str(checkpoint) if checkpoint is not None and checkpoint.exists() else None
+            raise NonFiniteLossError(step, term, kept)
+
+    def means(self) -> dict[str, float]:
+        if not self.count:
+            return {}
+        values = torch.stack(list(self.sums.values())).div(self.count).tolist()
+        return dict(zip(self.sums, values))
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {f"meter.{k}": v for k, v in self.sums.items()}
+
+    def load_state(self, tensors: dict[str, torch.Tensor], count: int) -> None:
+        for key, value in tensors.items():
+            if key.startswith("meter."):
+                name = key[len("meter.") :]
+                self.sums[name] = value.to(self.device)
+                self.first_bad[name] = torch.full((), -1, dtype=torch.long, device=self.device)
+        self.count = count
+
+
+def make_optimizer(params: list[torch.nn.Parameter], lr: float, betas, device: torch.device):
+    """Adam with the fused kernel where this build has one for the device, else foreach."""
+    try:
+        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, lr=lr, betas=betas, foreach=True)
+
+
+@torch.no_grad()
+def evaluate(
+    model: GenerativeModel, data: TensorData, batch_size: int, seed: int
+) -> dict[str, float]:
+    """Mean of the model's per-example metrics over `data`, with its own fixed RNG stream so
+    evaluation neither depends on nor disturbs the training stream."""
+    was_training = model.training
+    model.eval()
+    sums: dict[str, torch.Tensor] = {}
+    with torch.random.fork_rng(devices=[data.device] if data.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for batch in data.batches(batch_size):
+            for name, values in model.evaluate(batch).items():
+                sums[name] = sums.get(name, 0) + values.double().sum()
+    model.train(was_training)
+    if not sums:
+        return {}
+    totals = torch.stack(list(sums.values())).div(len(data)).tolist()
+    return dict(zip(sums, totals))
+
+
+class Trainer:
+    """Trains `model` on `train` for `config.epochs`, evaluating on `test` after every epoch.
+
+    With a `run_dir`, writes config, weights, checkpoints, metrics and sample grids there and can
+    resume from it. Without one it only trains (for the Python API and tests).
+    """
+
+    def __init__(
+        self,
+        model: GenerativeModel,
+        train: TensorData,
+        test: TensorData | None,
+        config: TrainConfig,
+        run_dir: Path | None = None,
+    ) -> None:
+        self.model = model
+        self.train_data = train
+        self.test_data = test
+        self.config = config
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.phases = model.phases()
+        device = train.device
+        self.optimizers = {
+            p.name: make_optimizer(p.parameters, p.lr or config.lr, p.betas, device)
+            for p in self.phases
+        }
+        self.history: list[dict[str, Any]] = []
+        self.epoch = 1  # the epoch in progress (or next to start)
+        self.step_in_epoch = 0  # steps of `epoch` already done
+        self.global_step = 0
+        self.meter = LossMeter(device)
+        self._stop_signal: int | None = None
+
+    # --- checkpoints --------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return self.run_dir / rundir.CHECKPOINT_FILE if self.run_dir else None
+
+    def save_checkpoint(self) -> None:
+        if self.checkpoint_path is None:
+            return
+        self.meter.check_finite(self.checkpoint_path)
+        state = {
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "global_step": self.global_step,
+            "meter_count": self.meter.count,
+            "history": self.history,
+            "model": self.model.name,
+        }
+        save_checkpoint(
+            self.checkpoint_path, self.model, self.optimizers, state, self.meter.state()
+        )
+
+    def resume(self) -> None:
+        """Continue from the run directory's checkpoint (model, optimisers, RNG, data position)."""
+        path = self.checkpoint_path
+        if path is None or not path.exists():
+            raise CheckpointError(f"{path}: no checkpoint to resume from")
+        tensors, meta = load_checkpoint(path)
+        state = meta["state"]
+        if state.get("model") != self.model.name:
+            raise CheckpointError(
+                f"{path}: checkpoint is of model '{state.get('model')}', not '{self.model.name}'"
+            )
+        extra = apply_checkpoint(tensors, meta, self.model, self.optimizers, path)
+        self.epoch = state["epoch"]
+        self.step_in_epoch = state["step_in_epoch"]
+        self.global_step = state["global_step"]
+        self.history = state["history"]
+        self.meter = LossMeter(self.train_data.device)
+        self.meter.load_state(extra, state["meter_count"])
+
+    # --- signals ------------------------------------------------------------------------------
+    def _install_signal_handlers(self):
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def request_stop(signum, _frame):
+            self._stop_signal = signum
+
+        return {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    # --- the loop -----------------------------------------------------------------------------
+    def fit(self) -> list[dict[str, Any]]:
+        cfg = self.config
+        if self.run_dir is not None:
+            rundir.write_run_config(self.run_dir, self.model, cfg)
+        previous_handlers = self._install_signal_handlers()
+        try:
+            while self.epoch <= cfg.epochs:
+                self._train_epoch()
+                self._end_epoch()
+        finally:
+            for signum, handler in previous_handlers.items():
+                signal.signal(signum, handler)
+        return self.history
+
+    def _train_epoch(self) -> None:
+        cfg, model = self.config, self.model
+        model.train()
+        order = self.train_data.epoch_order(cfg.seed, self.epoch)
+        index_batches = order.split(cfg.batch_size)
+        bar = tqdm(
+            total=len(index_batches),
+            initial=self.step_in_epoch,
+            disable=None if cfg.progress else True,
+            desc=f"epoch {self.epoch}/{cfg.epochs}",
+            leave=False,
+            dynamic_ncols=True,
+            file=sys.stderr,
+        )
+        started, first_step = time.perf_counter(), self.step_in_epoch
+        for index in index_batches[self.step_in_epoch :]:
+            batch = self.train_data.batch(index)
+            for phase in self.phases:
+                terms = model(batch, phase.name)
+                model.zero_grad(set_to_none=True)
+                terms["loss"].backward()
+                self.optimizers[phase.name].step()
+                self.meter.add(phase.name, terms, self.global_step)
+            self.meter.step_done()
+            self.global_step += 1
+            self.step_in_epoch += 1
+            if self.global_step % cfg.log_every == 0:
+                self.meter.check_finite(self.checkpoint_path)
+                bar.update(self.step_in_epoch - bar.n)
+                bar.set_postfix(loss=f"{self.meter.means().get('loss', math.nan):.2f}")
+            if cfg.checkpoint_every and self.global_step % cfg.checkpoint_every == 0:
+                self.save_checkpoint()
+            if self._stop_signal is not None:
+                bar.close()
+                self.save_checkpoint()
+                name = signal.Signals(self._stop_signal).name
+                raise TrainingInterrupted(
+                    f"stopped by {name} at step {self.global_step}; checkpoint saved, "
+                    f"continue with --resume"
+                )
+        bar.close()
+        elapsed = time.perf_counter() - started
+        examples = sum(len(i) for i in index_batches[first_step:])
+        self._epoch_speed = examples / elapsed if elapsed > 0 else math.nan
+
+    def _end_epoch(self) -> None:
+        cfg = self.config
+        self.meter.check_finite(self.checkpoint_path)
+        record: dict[str, Any] = {"epoch": self.epoch, "step": self.global_step}
+        if self.test_data is not None:
+            record.update(evaluate(self.model, self.test_data, cfg.eval_batch_size, cfg.seed))
+        record.update({f"train_{k}": v for k, v in self.meter.means().items()})
+        record["train_samples_per_s"] = round(self._epoch_speed, 1)
+        self.history.append(record)
+        if self.run_dir is not None:
+            if self.epoch in cfg.snapshot_epochs or self.epoch == cfg.epochs:
+                self.write_snapshot()
+            save_weights(self.run_dir / rundir.WEIGHTS_FILE, self.model)
+        summary = "  ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "step"))
+        tqdm.write(f"epoch {self.epoch}/{cfg.epochs}  {summary}", file=sys.stderr)
+        self.epoch += 1
+        self.step_in_epoch = 0
+        self.meter = LossMeter(self.train_data.device)
+        if self.run_dir is not None:
+            self.save_checkpoint()
+            rundir.write_metrics(self.run_dir, self.history)
+
+    def write_snapshot(self) -> None:
+        from genae.viz.grids import save_sample_grid
+
+        path = self.run_dir / rundir.SAMPLES_DIR / f"epoch_{self.epoch:03d}.png"
+        save_sample_grid(self.model, path, generator=seeded_generator(self.config.seed, 99))
