@@ -17,7 +17,7 @@ from genae.data.sources import load_dataset
 from genae.data.types import DatasetSplits
 from genae.errors import CheckpointError, ConfigError
 from genae.models.base import GenerativeModel
-from genae.models.registry import build_model
+from genae.models.registry import build_model, model_class
 from genae.training import rundir
 from genae.training.trainer import Trainer, evaluate
 
@@ -89,26 +89,34 @@ def prepare_run_dir(run_dir: Path, *, resume: bool, force: bool) -> None:
 
 
 def merged_resume_config(
-    run_dir: Path, model: str, overrides: Mapping[str, Any], model_overrides: Mapping[str, Any]
+    run_dir: Path,
+    model: str,
+    overrides: Mapping[str, Any],
+    model_overrides: Mapping[str, Any],
 ) -> tuple[dict, TrainConfig]:
+    """The saved run's configs with the caller's overrides, refusing any change that would make
+    the resumed run a different run."""
     saved = rundir.read_run_config(run_dir)
     if saved["model"] != model:
         raise CheckpointError(f"{run_dir}: run is of model '{saved['model']}', not '{model}'")
-    train = rundir.train_config_of(saved)
-    saved_train = to_mapping(train)
-    for key, value in overrides.items():
-        key = key.replace("-", "_")
-        current = to_mapping(from_mapping(TrainConfig, {**saved_train, key: value}))[key]
-        if key not in RESUMABLE_CHANGES and current != saved_train.get(key):
-            raise ConfigError(
-                f"{key}: the run was started with {saved_train.get(key)!r}; --resume cannot "
-                f"change it (only {', '.join(sorted(RESUMABLE_CHANGES))})"
-            )
-    for key, value in model_overrides.items():
-        if saved["model_config"].get(key.replace("-", "_")) != value:
-            raise ConfigError(f"{key}: --resume cannot change the model's configuration")
+    config_class = model_class(model).config_class
+    saved_model = to_mapping(from_mapping(config_class, saved["model_config"]))
+    wanted_model = to_mapping(from_mapping(config_class, {**saved_model, **model_overrides}))
+    saved_train = to_mapping(rundir.train_config_of(saved))
     train = from_mapping(TrainConfig, {**saved_train, **overrides})
-    return saved["model_config"], train
+    for key, value in to_mapping(train).items():
+        if value != saved_train[key] and key not in RESUMABLE_CHANGES:
+            raise ConfigError(
+                f"{key}: the run was started with {saved_train[key]!r}; --resume cannot change "
+                f"it (only {', '.join(sorted(RESUMABLE_CHANGES))})"
+            )
+    for key, value in wanted_model.items():
+        if value != saved_model[key]:
+            raise ConfigError(
+                f"{key}: the run was started with {saved_model[key]!r}; --resume cannot change "
+                f"the model's configuration"
+            )
+    return saved_model, train
 
 
 def fit(

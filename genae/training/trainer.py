@@ -65,9 +65,14 @@ class LossMeter:
         if not self.first_bad:
             return
         bad = torch.stack(list(self.first_bad.values())).tolist()
-        hits = [(s, k) for s, k in zip(bad, self.first_bad) if s >= 0]
+        # Earliest step first; at equal steps a named component before the total it makes up.
+        hits = [
+            (s, k.split(".")[-1] == "loss", i, k)
+            for i, (s, k) in enumerate(zip(bad, self.first_bad))
+            if s >= 0
+        ]
         if hits:
-            step, term = min(hits)
+            step, _, _, term = min(hits)
             kept = str(checkpoint) if checkpoint is not None and checkpoint.exists() else None
             raise NonFiniteLossError(step, term, kept)
 

@@ -1,0 +1,38 @@
+"""Shared fixtures.
+
+`offline_data` keeps a test away from the network, the real ~/.cache/genae and the system
+dataset directories (the same isolation tests/test_datasets.py applies to all of its tests with
+its own autouse fixture). It is not autouse here: request it, or wrap it in an autouse fixture
+of the module.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+from pathlib import Path
+
+import pytest
+
+from genae.data import sources
+
+
+class OfflineFetch:
+    """A `_fetch` that fails like a machine without network, recording what was asked."""
+
+    def __init__(self) -> None:
+        self.urls: list[str] = []
+
+    def __call__(self, url: str, dest: Path) -> None:
+        self.urls.append(url)
+        raise urllib.error.URLError("simulated: no network")
+
+
+@pytest.fixture
+def offline_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> OfflineFetch:
+    """Cache in tmp_path/cache, empty system dirs, and no downloads (returns the fake fetch)."""
+    monkeypatch.setenv("GENAE_DATA_DIR", str(tmp_path / "cache"))
+    for name in ("mnist", "fashion-mnist"):
+        monkeypatch.setitem(sources.SYSTEM_DIRS, name, (tmp_path / "system" / name,))
+    offline = OfflineFetch()
+    monkeypatch.setattr(sources, "_fetch", offline)
+    return offline
