@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from genae.config import TrainConfig, from_mapping, to_mapping
-from genae.data.memory import TensorData, random_subset
+from genae.data.memory import TensorData, random_subset, stratified_indices
 from genae.data.sources import load_dataset
 from genae.data.types import DatasetSplits
 from genae.errors import CheckpointError, ConfigError
@@ -65,6 +65,27 @@ def device_data(splits: DatasetSplits, config: TrainConfig) -> tuple[TensorData,
         splits.test, device, fixed_binarization_seed=config.seed if config.binarize else None
     )
     return train, test
+
+
+def apply_label_budget(train: TensorData, model: GenerativeModel, config: TrainConfig) -> None:
+    """Keep only `config.labels` labels (a seeded, class-balanced subset) for semi-supervised
+    models; every other model trains on all labels."""
+    if config.labels == "all":
+        return
+    if not model.semi_supervised:
+        raise ConfigError(
+            f"labels: model '{model.name}' is not semi-supervised; --labels {config.labels} "
+            f"applies only to semi-supervised models"
+        )
+    if train.labels is None or not model.spec.num_classes:
+        raise ConfigError(f"labels: dataset '{config.dataset}' has no class labels")
+    n = int(config.labels)
+    if n > len(train):
+        raise ConfigError(
+            f"labels: {n} labelled examples asked for, the training set has {len(train)}"
+        )
+    index = stratified_indices(train.labels, n, model.spec.num_classes, config.seed)
+    train.use_labelled_subset(index, config.labelled_batch_size)
 
 
 def prepare_run_dir(run_dir: Path, *, resume: bool, force: bool) -> None:
@@ -157,6 +178,7 @@ def fit(
     torch.manual_seed(train_config.seed)
     net = build_model(model, model_config, splits.spec).to(train_config.device)
     train, test = device_data(splits, train_config)
+    apply_label_budget(train, net, train_config)
     trainer = Trainer(net, train, test, train_config, run_path)
     if resume:
         trainer.resume()

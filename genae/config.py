@@ -135,6 +135,8 @@ class TrainConfig:
     device: str = "cpu"
     binarize: bool = False
     max_train_examples: int = 0  # 0: all; else a seeded random subset (quick runs)
+    labels: str = "all"  # semi-supervised models: "all", or N labelled examples (N/K per class)
+    labelled_batch_size: int = 100  # labelled examples in each step when labels is a number
     snapshot_epochs: tuple[int, ...] = (1, 5, 10)
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0: end of epoch only
     log_every: int = 50  # steps between progress updates and finiteness checks
@@ -163,6 +165,18 @@ class TrainConfig:
             "snapshot_epochs",
             "epoch numbers >= 1",
             self.snapshot_epochs,
+        )
+        require(
+            self.labels == "all" or self.labels.isdigit(),
+            "labels",
+            "'all' or a number of labelled examples >= 0",
+            self.labels,
+        )
+        require(
+            self.labelled_batch_size >= 1,
+            "labelled_batch_size",
+            "an integer >= 1",
+            self.labelled_batch_size,
         )
         require(
             self.checkpoint_every >= 0, "checkpoint_every", "an integer >= 0", self.checkpoint_every

@@ -45,6 +45,14 @@ class TensorData:
         self.images = images.to(device)
         self.labels = arrays.labels.to(device) if arrays.labels is not None else None
         self.binarize = binarize
+        self.labelled_index: torch.Tensor | None = None  # set by `use_labelled_subset`
+        self.labelled_batch_size = 0
+
+    def use_labelled_subset(self, index: torch.Tensor, batch_size: int) -> None:
+        """Train semi-supervised: only examples in `index` keep their labels, and each training
+        batch carries `batch_size` of them (all of them when there are fewer)."""
+        self.labelled_index = index.to(self.device)
+        self.labelled_batch_size = batch_size
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -64,6 +72,23 @@ class TensorData:
         if self.binarize:
             x = torch.bernoulli(x)
         return Batch(x=x, y=self.labels[index] if self.labels is not None else None)
+
+    def training_batch(self, index: torch.Tensor, seed: int, epoch: int, step: int) -> Batch:
+        """The batch for one training step; with a labelled subset, `x` loses its labels and a
+        labelled minibatch drawn by a (seed, epoch, step) generator rides along, so resumed runs
+        draw the same labelled examples."""
+        batch = self.batch(index)
+        if self.labelled_index is None:
+            return batch
+        batch.y = None
+        if len(self.labelled_index):
+            gen = seeded_generator(seed, epoch, step, 17)
+            pick = torch.randperm(len(self.labelled_index), generator=gen)
+            labelled = self.batch(
+                self.labelled_index[pick[: self.labelled_batch_size].to(self.device)]
+            )
+            batch.x_labelled, batch.y_labelled = labelled.x, labelled.y
+        return batch
 
     def batches(self, batch_size: int):
         """Sequential batches (for evaluation)."""

@@ -34,9 +34,21 @@ class Batch:
 
     x: torch.Tensor
     y: torch.Tensor | None = None
+    # Semi-supervised training: `x` comes without labels (y is None) and a minibatch from the
+    # labelled subset rides along, so a few labels are seen in every step.
+    x_labelled: torch.Tensor | None = None
+    y_labelled: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.x.shape[0]
+
+    def labelled_part(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(x, y) of the examples whose labels the model may use, or None."""
+        if self.y is not None:
+            return self.x, self.y
+        if self.y_labelled is not None and len(self.y_labelled):
+            return self.x_labelled, self.y_labelled
+        return None
 
 
 @dataclass
@@ -55,7 +67,8 @@ class GenerativeModel(nn.Module):
 
     name: ClassVar[str]
     config_class: ClassVar[type]
-    needs_labels: ClassVar[bool] = False
+    needs_labels: ClassVar[bool] = False  # every training example must carry a label
+    semi_supervised: ClassVar[bool] = False  # can train with a labelled subset (--labels N)
 
     def __init__(self, config: Any, spec: DataSpec) -> None:
         super().__init__()

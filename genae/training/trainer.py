@@ -237,7 +237,7 @@ class Trainer:
         )
         started, first_step = time.perf_counter(), self.step_in_epoch
         for index in index_batches[self.step_in_epoch :]:
-            batch = self.train_data.batch(index)
+            batch = self.train_data.training_batch(index, cfg.seed, self.epoch, self.step_in_epoch)
             for phase in self.phases:
                 terms = model(batch, phase.name)
                 model.zero_grad(set_to_none=True)
