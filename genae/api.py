@@ -4,7 +4,7 @@ and sample a run. The CLI is a thin layer over these."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -16,10 +16,11 @@ from genae.data.memory import TensorData, random_subset, stratified_indices
 from genae.data.sources import load_dataset
 from genae.data.types import DatasetSplits
 from genae.errors import CheckpointError, ConfigError
+from genae.metrics import MetricOptions, compute_metrics
 from genae.models.base import GenerativeModel
 from genae.models.registry import build_model, model_class
 from genae.training import rundir
-from genae.training.trainer import Trainer, evaluate
+from genae.training.trainer import Trainer
 
 # What may differ between a run and its --resume: everything else must match the saved config,
 # or the resumed run would not be the run that was started.
@@ -51,14 +52,31 @@ def resolve_data(config: TrainConfig, data: DatasetSplits | None = None) -> Data
     if data is not None:
         return data
     data_dir = Path(config.data_dir) if config.data_dir else None
-    return load_dataset(config.dataset, data_dir)
+    return load_dataset(
+        config.dataset,
+        data_dir,
+        attributes=config.attributes,
+        image_size=config.image_size,
+        skip_bad_images=config.skip_bad_images,
+    )
+
+
+def check_device(name: str) -> torch.device:
+    """The torch device for `name`, or a one-line error when this machine does not have it."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device: expected 'cpu' or 'cuda[:N]', got '{name}'") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device: expected 'cpu' or 'cuda[:N]', got '{name}'")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device: '{name}' asked for, but no CUDA device is available")
+    return device
 
 
 def device_data(splits: DatasetSplits, config: TrainConfig) -> tuple[TensorData, TensorData]:
     """Train and test splits on the training device, as the run's config asks."""
-    device = torch.device(config.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device: '{config.device}' asked for, but no CUDA device is available")
+    device = check_device(config.device)
     train_arrays = random_subset(splits.train, config.max_train_examples, config.seed)
     train = TensorData(train_arrays, device, binarize=config.binarize)
     test = TensorData(
@@ -67,16 +85,20 @@ def device_data(splits: DatasetSplits, config: TrainConfig) -> tuple[TensorData,
     return train, test
 
 
-def apply_label_budget(train: TensorData, model: GenerativeModel, config: TrainConfig) -> None:
-    """Keep only `config.labels` labels (a seeded, class-balanced subset) for semi-supervised
-    models; every other model trains on all labels."""
+def labelled_subset(
+    splits: DatasetSplits, model: GenerativeModel, config: TrainConfig
+) -> torch.Tensor | None:
+    """The indices (into the training split as trained on) that keep their labels: a seeded,
+    class-balanced subset of `config.labels` examples for semi-supervised models; None when
+    every label is used."""
     if config.labels == "all":
-        return
+        return None
     if not model.semi_supervised:
         raise ConfigError(
             f"labels: model '{model.name}' is not semi-supervised; --labels {config.labels} "
             f"applies only to semi-supervised models"
         )
+    train = random_subset(splits.train, config.max_train_examples, config.seed)
     if train.labels is None or not model.spec.num_classes:
         raise ConfigError(f"labels: dataset '{config.dataset}' has no class labels")
     n = int(config.labels)
@@ -84,8 +106,7 @@ def apply_label_budget(train: TensorData, model: GenerativeModel, config: TrainC
         raise ConfigError(
             f"labels: {n} labelled examples asked for, the training set has {len(train)}"
         )
-    index = stratified_indices(train.labels, n, model.spec.num_classes, config.seed)
-    train.use_labelled_subset(index, config.labelled_batch_size)
+    return stratified_indices(train.labels, n, model.spec.num_classes, config.seed)
 
 
 def prepare_run_dir(run_dir: Path, *, resume: bool, force: bool) -> None:
@@ -94,6 +115,8 @@ def prepare_run_dir(run_dir: Path, *, resume: bool, force: bool) -> None:
         if not (run_dir / rundir.CHECKPOINT_FILE).exists():
             raise CheckpointError(f"{run_dir}: no checkpoint to resume from")
         return
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir}: exists and is not a directory")
     if run_dir.exists() and any(run_dir.iterdir()):
         if not force:
             raise CheckpointError(
@@ -170,15 +193,22 @@ def fit(
         )
     elif not isinstance(train_config, TrainConfig):
         train_config = from_mapping(TrainConfig, train_config or {})
-    if run_path is not None:
-        prepare_run_dir(run_path, resume=resume, force=force)
     if data is not None:
         train_config = replace(train_config, dataset=data.name)
+    check_device(train_config.device)
     splits = resolve_data(train_config, data)
+    # Build once before the run directory is touched, so that every config, data or label error
+    # surfaces while an existing run is still intact.
+    labelled = labelled_subset(splits, build_model(model, model_config, splits.spec), train_config)
+    if run_path is not None:
+        prepare_run_dir(run_path, resume=resume, force=force)
+    if not resume:
+        model_config = model_class(model).prepare(model_config, train_config, splits, run_path)
     torch.manual_seed(train_config.seed)
     net = build_model(model, model_config, splits.spec).to(train_config.device)
     train, test = device_data(splits, train_config)
-    apply_label_budget(train, net, train_config)
+    if labelled is not None:
+        train.use_labelled_subset(labelled, train_config.labelled_batch_size)
     trainer = Trainer(net, train, test, train_config, run_path)
     if resume:
         trainer.resume()
@@ -188,11 +218,21 @@ def fit(
 
 
 def evaluate_run(
-    run_dir: Path | str, *, data: DatasetSplits | None = None, device: str = "cpu"
+    run_dir: Path | str,
+    *,
+    data: DatasetSplits | None = None,
+    device: str = "cpu",
+    metrics: Sequence[str] = (),
+    options: MetricOptions | None = None,
 ) -> dict[str, Any]:
-    """Test-set metrics of a finished run, with what they were computed on."""
+    """Test-set metrics of a finished run, with what they were computed on.
+
+    metrics: registered metrics to add to the model's own (`genae.metrics.METRICS`: iw_nll,
+    fid, ...); their provenance goes under "computed_on".
+    """
     run_dir = Path(run_dir)
     config = rundir.read_run_config(run_dir)
+    check_device(device)
     train_config = replace(rundir.train_config_of(config), device=device)
     model = rundir.load(run_dir, device)
     splits = resolve_data(train_config, data)
@@ -202,12 +242,24 @@ def evaluate_run(
             f"(shape {splits.spec.shape}, expected {model.spec.shape})"
         )
     _, test = device_data(splits, train_config)
-    metrics = evaluate(model, test, train_config.eval_batch_size, train_config.seed)
-    return {
+    values, computed_on = compute_metrics(
+        model,
+        test,
+        splits.name,
+        metrics,
+        options=options,
+        eval_batch_size=train_config.eval_batch_size,
+        seed=train_config.seed,
+        data_dir=Path(train_config.data_dir) if train_config.data_dir else None,
+    )
+    result = {
         "run": str(run_dir),
         "model": model.name,
         "dataset": splits.name,
         "split": "test",
         "examples": len(test),
-        **metrics,
+        **values,
     }
+    if metrics:
+        result["computed_on"] = {k: v for k, v in computed_on.items() if k in values}
+    return result

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from genae.config import TrainConfig, field_types, read_toml, suggest
+from genae.config import TrainConfig, field_types, from_mapping, read_toml, suggest
 from genae.errors import ConfigError, GenaeError, TrainingError
 
 EXIT_USAGE = 2
@@ -20,7 +20,7 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse, but errors are one line (no usage dump) so they read like every other error."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        print(f"genae: error: {message}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
 
 
@@ -88,6 +88,35 @@ def build_parser() -> ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--device", default="cpu")
     evaluate.add_argument("--data-dir", type=Path, default=None)
+    evaluate.add_argument(
+        "--metrics",
+        default=None,
+        help="comma-separated extra metrics, e.g. neg_elbo,iw_nll,fid,conditional_accuracy",
+    )
+    evaluate.add_argument("--iw-samples", type=int, default=1000, help="k for iw_nll")
+    evaluate.add_argument(
+        "--samples", type=int, default=10_000, help="generated images for fid and the like"
+    )
+    evaluate.add_argument(
+        "--save", action="store_true", help="also write RUN_DIR/evaluation.json (for reports)"
+    )
+
+    experiment = commands.add_parser(
+        "experiment", help="run a named comparison (genae/experiments/NAME.toml) and report it"
+    )
+    experiment.add_argument("name")
+    experiment.add_argument("--dataset", default=None, help="instead of the experiment's own")
+    experiment.add_argument("--out", type=Path, required=True, help="directory for runs + report")
+    experiment.add_argument("--data-dir", type=Path, default=None)
+    experiment.add_argument("--device", default="cpu")
+    experiment.add_argument("--epochs", type=int, default=None, help="override (quick looks)")
+    experiment.add_argument("--force", action="store_true", help="retrain finished runs")
+    experiment.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+
+    report = commands.add_parser("report", help="one self-contained HTML page comparing runs")
+    report.add_argument("run_dirs", type=Path, nargs="+")
+    report.add_argument("--out", type=Path, required=True, help="HTML file to write")
+    report.add_argument("--title", default=None)
 
     datasets = commands.add_parser("datasets", help="list datasets and where each was found")
     datasets.add_argument("--data-dir", type=Path, default=None)
@@ -123,6 +152,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"{args.config}: unknown table '{key}'"
                 f"{suggest(key, ['train', 'model'])}; expected [train] and [model]"
             )
+        for table in ("train", "model"):
+            if not isinstance(document.get(table, {}), dict):
+                raise ConfigError(f"{args.config}: '{table}' must be a table ([{table}])")
         train_values.update(document.get("train", {}))
         model_values.update(document.get("model", {}))
         named = model_values.pop("name", args.model)
@@ -186,19 +218,69 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     data = None
     if args.data_dir is not None:
-        from genae.data.sources import load_dataset
-        from genae.training.rundir import read_run_config
+        from dataclasses import replace
 
-        name = read_run_config(args.run_dir)["train"]["dataset"]
-        data = load_dataset(name, args.data_dir)
-    result = evaluate_run(args.run_dir, data=data, device=args.device)
+        from genae.api import resolve_data
+        from genae.training.rundir import read_run_config, train_config_of
+
+        saved = train_config_of(read_run_config(args.run_dir))
+        data = resolve_data(replace(saved, data_dir=str(args.data_dir)))
+    from genae.metrics import MetricOptions, parse_names
+
+    options = from_mapping(
+        MetricOptions, {"iw_samples": args.iw_samples, "samples": args.samples}, where="evaluate"
+    )
+    result = evaluate_run(
+        args.run_dir,
+        data=data,
+        device=args.device,
+        metrics=parse_names(args.metrics),
+        options=options,
+    )
+    if args.save:
+        from genae.io import write_json_atomic
+        from genae.report import EVALUATION_FILE
+
+        write_json_atomic(args.run_dir / EVALUATION_FILE, result)
     if args.json:
         print(json.dumps(result))
         return 0
+    computed_on = result.pop("computed_on", {})
     width = max(len(k) for k in result)
     for key, value in result.items():
         shown = f"{value:.4f}" if isinstance(value, float) else str(value)
         print(f"{key:<{width}}  {shown}")
+    for key, about in computed_on.items():
+        print(f"  {key}: " + ", ".join(f"{k} {v}" for k, v in about.items()))
+    return 0
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from genae.experiments import run_experiment
+
+    if args.epochs is not None and args.epochs < 1:
+        raise ConfigError(f"--epochs: expected an integer >= 1, got {args.epochs}")
+    report = run_experiment(
+        args.name,
+        args.out,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        device=args.device,
+        epochs=args.epochs,
+        force=args.force,
+        progress=args.progress,
+    )
+    print(f"wrote {report}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from genae.report import build_report
+
+    if args.out.suffix.lower() not in (".html", ".htm"):
+        raise ConfigError(f"--out: expected an .html file name, got '{args.out}'")
+    build_report(list(args.run_dirs), args.out, title=args.title)
+    print(f"wrote {args.out}")
     return 0
 
 
@@ -222,6 +304,8 @@ COMMANDS = {
     "train": cmd_train,
     "sample": cmd_sample,
     "evaluate": cmd_evaluate,
+    "experiment": cmd_experiment,
+    "report": cmd_report,
     "datasets": cmd_datasets,
     "demo": cmd_demo,
 }

@@ -44,7 +44,12 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         if isinstance(value, str) and value.lower() in ("none", "") and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], where)
+        for option in inner[:-1]:
+            try:
+                return _coerce(value, option, where)
+            except ConfigError:
+                continue
+        return _coerce(value, inner[-1], where)
     if origin is tuple:
         item_type = args[0]
         if isinstance(value, str):
@@ -135,7 +140,10 @@ class TrainConfig:
     device: str = "cpu"
     binarize: bool = False
     max_train_examples: int = 0  # 0: all; else a seeded random subset (quick runs)
-    labels: str = "all"  # semi-supervised models: "all", or N labelled examples (N/K per class)
+    attributes: tuple[str, ...] = ()  # celeba/folder: attribute columns as labels ("all": every)
+    image_size: int = 0  # celeba/folder: side of the square images; 0: 64
+    skip_bad_images: bool = False  # celeba/folder: leave out unreadable images (else an error)
+    labels: int | str = "all"  # semi-supervised models: "all", or N labelled (N/K per class)
     labelled_batch_size: int = 100  # labelled examples in each step when labels is a number
     snapshot_epochs: tuple[int, ...] = (1, 5, 10)
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0: end of epoch only
@@ -154,6 +162,7 @@ class TrainConfig:
             "'cpu' or 'cuda[:N]'",
             self.device,
         )
+        require(self.image_size >= 0, "image_size", "an integer >= 0", self.image_size)
         require(
             self.max_train_examples >= 0,
             "max_train_examples",
@@ -166,8 +175,10 @@ class TrainConfig:
             "epoch numbers >= 1",
             self.snapshot_epochs,
         )
+        if isinstance(self.labels, str) and self.labels.strip().isdigit():
+            self.labels = int(self.labels)
         require(
-            self.labels == "all" or self.labels.isdigit(),
+            self.labels == "all" or (isinstance(self.labels, int) and self.labels >= 0),
             "labels",
             "'all' or a number of labelled examples >= 0",
             self.labels,
@@ -205,5 +216,7 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: config file not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML ({exc})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None

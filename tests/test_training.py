@@ -56,16 +56,32 @@ def test_small_vae_learns(digits):
 
 
 def test_same_seed_same_weights_other_seed_differs(digits, tmp_path):
-    a = fit("vae", model_config=TINY, train_config=train_cfg(epochs=1), data=digits,
-            run_dir=tmp_path / "a")
-    b = fit("vae", model_config=TINY, train_config=train_cfg(epochs=1), data=digits,
-            run_dir=tmp_path / "b")
-    c = fit("vae", model_config=TINY, train_config=train_cfg(epochs=1, seed=1), data=digits,
-            run_dir=tmp_path / "c")
+    a = fit(
+        "vae",
+        model_config=TINY,
+        train_config=train_cfg(epochs=1),
+        data=digits,
+        run_dir=tmp_path / "a",
+    )
+    b = fit(
+        "vae",
+        model_config=TINY,
+        train_config=train_cfg(epochs=1),
+        data=digits,
+        run_dir=tmp_path / "b",
+    )
+    c = fit(
+        "vae",
+        model_config=TINY,
+        train_config=train_cfg(epochs=1, seed=1),
+        data=digits,
+        run_dir=tmp_path / "c",
+    )
     assert_same_weights(weights(tmp_path / "a"), weights(tmp_path / "b"))
     assert a.history[0]["neg_elbo"] == b.history[0]["neg_elbo"]
-    assert not torch.equal(weights(tmp_path / "a")["decoder.0.weight"],
-                           weights(tmp_path / "c")["decoder.0.weight"])
+    assert not torch.equal(
+        weights(tmp_path / "a")["decoder.0.weight"], weights(tmp_path / "c")["decoder.0.weight"]
+    )
     assert c.history[0]["neg_elbo"] != a.history[0]["neg_elbo"]
 
 
@@ -91,7 +107,9 @@ def test_resume_after_crash_mid_epoch_is_exact(digits, tmp_path, monkeypatch):
 
     resumed = fit("vae", train_config={}, data=digits, run_dir=tmp_path / "cut", resume=True)
     assert_same_weights(weights(tmp_path / "full"), weights(tmp_path / "cut"))
-    full_metrics = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    full_metrics = [
+        json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert [m["neg_elbo"] for m in resumed.history] == [m["neg_elbo"] for m in full_metrics]
 
 
@@ -118,17 +136,32 @@ KILLER = textwrap.dedent(
     """
 )
 
-TRAIN_ARGS = ["train", "vae", "--dataset", "digits", "--epochs", "3", "--hidden", "64",
-              "--latent-dim", "4", "--checkpoint-every", "4", "--no-progress",
-              "--snapshot-epochs", "3"]
+TRAIN_ARGS = [
+    "train",
+    "vae",
+    "--dataset",
+    "digits",
+    "--epochs",
+    "3",
+    "--hidden",
+    "64",
+    "--latent-dim",
+    "4",
+    "--checkpoint-every",
+    "4",
+    "--no-progress",
+    "--snapshot-epochs",
+    "3",
+]
 
 
 def run_cli(args, tmp_path, fault_at=None, fault_signal="SIGKILL"):
     script = tmp_path / "killer.py"
     script.write_text(KILLER)
     env = dict(os.environ, FAULT_AT_BATCH=str(fault_at or 0), FAULT_SIGNAL=fault_signal)
-    return subprocess.run([sys.executable, str(script), *args], env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(script), *args], env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -155,8 +188,9 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise_equal(uninterrupted, tmp_path)
 
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(uninterrupted, tmp_path):
     out = tmp_path / "run"
-    stopped = run_cli([*TRAIN_ARGS, "--out", str(out)], tmp_path, fault_at=9,
-                      fault_signal="SIGTERM")
+    stopped = run_cli(
+        [*TRAIN_ARGS, "--out", str(out)], tmp_path, fault_at=9, fault_signal="SIGTERM"
+    )
     assert stopped.returncode == 130
     assert "SIGTERM" in stopped.stderr and "--resume" in stopped.stderr
     assert "Traceback" not in stopped.stderr
@@ -167,8 +201,9 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(uninterrupted, tmp_path):
     assert_same_weights(weights(uninterrupted), weights(out))
 
 
-def test_non_finite_loss_names_step_and_term_and_keeps_last_checkpoint(digits, tmp_path,
-                                                                          monkeypatch):
+def test_non_finite_loss_names_step_and_term_and_keeps_last_checkpoint(
+    digits, tmp_path, monkeypatch
+):
     original = TensorData.batch
     calls = {"n": 0}
 
@@ -192,15 +227,23 @@ def test_non_finite_loss_names_step_and_term_and_keeps_last_checkpoint(digits, t
 
 
 def test_metrics_jsonl_has_one_object_per_epoch(digits, tmp_path):
-    fit("vae", model_config=TINY, train_config=train_cfg(epochs=2, snapshot_epochs=[1, 2]),
-        data=digits, run_dir=tmp_path / "r")
-    rows = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    fit(
+        "vae",
+        model_config=TINY,
+        train_config=train_cfg(epochs=2, snapshot_epochs=[1, 2]),
+        data=digits,
+        run_dir=tmp_path / "r",
+    )
+    rows = [
+        json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert [r["epoch"] for r in rows] == [1, 2]
     for row in rows:
         assert row["neg_elbo"] == pytest.approx(row["recon_nll"] + row["kl"], rel=1e-6)
         assert row["train_samples_per_s"] > 0
     assert sorted(p.name for p in (tmp_path / "r" / "samples").iterdir()) == [
-        "epoch_001.png", "epoch_002.png"
+        "epoch_001.png",
+        "epoch_002.png",
     ]
 
 

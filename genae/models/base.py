@@ -68,6 +68,7 @@ class GenerativeModel(nn.Module):
     name: ClassVar[str]
     config_class: ClassVar[type]
     needs_labels: ClassVar[bool] = False  # every training example must carry a label
+    generative: ClassVar[bool] = True  # False: cannot sample (e.g. the domain classifier)
     semi_supervised: ClassVar[bool] = False  # can train with a labelled subset (--labels N)
 
     def __init__(self, config: Any, spec: DataSpec) -> None:
@@ -79,6 +80,12 @@ class GenerativeModel(nn.Module):
         self.config = config
         self.spec = spec
         self._phases: dict[str, Phase] | None = None
+
+    @classmethod
+    def prepare(cls, model_config: dict, train_config: Any, data: Any, run_dir: Any) -> dict:
+        """Before the model is built for a new run: resolve or train what it depends on (M1+M2
+        trains its M1 here). Returns the model config to build with. Default: unchanged."""
+        return model_config
 
     # --- training -----------------------------------------------------------------------------
     def phases(self) -> list[Phase]:
@@ -97,6 +104,11 @@ class GenerativeModel(nn.Module):
     def evaluate(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Per-example test metrics, each a tensor of shape (B,); the trainer averages them."""
         raise NotImplementedError
+
+    def dataset_metrics(self, data: Any, batch_size: int) -> dict[str, float]:
+        """Test metrics that are not means over examples (e.g. clustering accuracy, which maps
+        clusters to classes using the whole split), from a `TensorData` split. Default: none."""
+        return {}
 
     def prior_sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n latent codes drawn from the model's prior."""

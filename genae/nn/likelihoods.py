@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from genae.errors import ConfigError
+from genae.nn.divergences import log_normal_diag
 
 
 class Likelihood(Protocol):
@@ -61,3 +62,15 @@ def make_likelihood(name: str, decoder_std: float = 0.1) -> Likelihood:
     if name not in factories:
         raise ConfigError(f"likelihood: expected one of {sorted(factories)}, got '{name}'")
     return factories[name]()
+
+
+class LearnedGaussian:
+    """Diagonal Gaussian whose mean and log-variance are both decoded; params are [mean, log_var]
+    (2 * D wide). For continuous targets such as another model's latent codes."""
+
+    def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        mean, log_var = params.chunk(2, dim=-1)
+        return log_normal_diag(x, mean, log_var)
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        return params.chunk(2, dim=-1)[0]

@@ -1,0 +1,296 @@
+"""Kingma, Rezende, Mohamed & Welling (2014), "Semi-supervised Learning with Deep Generative
+Models": the M2 model and M1+M2.
+
+Generative model  p(y) = Cat(1/K),  p(z) = N(0, I),  p(x | y, z)  (the decoder).
+Inference         q(y | x)  (a classifier)  and  q(z | x, y).
+
+Labelled (x, y):   L(x, y) = E_q(z|x,y)[-log p(x|y,z)] + KL(q(z|x,y) || p(z)) - log p(y)
+Unlabelled x:      U(x)    = sum_y q(y|x) L(x, y) - H(q(y|x))
+Objective:         mean U over the unlabelled batch + mean L over the labelled batch
+                   + alpha * mean [-log q(y|x)] over the labelled batch.
+
+The sum over y is exact: every unlabelled example is paired with all K classes in one batched
+pass (B*K rows), not a Python loop. U(x) is an upper bound on -log p(x), reported as neg_elbo.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from genae.config import from_mapping, require, to_mapping
+from genae.data.types import DataSpec
+from genae.errors import CheckpointError, ConfigError
+from genae.models.base import Batch, GenerativeModel, LossTerms, Phase, parameters_of
+from genae.models.registry import register
+from genae.models.vae import VAE, VAEConfig
+from genae.nn.blocks import ACTIVATIONS, GaussianHead, mlp, reparameterize, standard_normal
+from genae.nn.divergences import kl_normal_standard
+from genae.nn.likelihoods import Bernoulli, LearnedGaussian, Likelihood
+from genae.training.checkpoint import load_weights
+from genae.training.rundir import WEIGHTS_FILE, read_run_config
+
+
+@dataclass
+class M2Config:
+    hidden: tuple[int, ...] = (500,)  # encoder and decoder (paper: one layer of 500)
+    classifier_hidden: tuple[int, ...] = (500,)
+    latent_dim: int = 50
+    activation: str = "softplus"  # the paper's choice
+    # Weight of the labelled classification loss. The paper's alpha = 0.1 * N multiplies an
+    # average over labelled data in an objective summed over all N examples; with per-batch
+    # means and a labelled minibatch in every step, a per-example weight of this order plays
+    # the same role.
+    alpha: float = 50.0
+    baseline: bool = True  # also train the same classifier on the labels alone, as a yardstick
+
+    def validate(self) -> None:
+        require(self.latent_dim >= 1, "latent_dim", "an integer >= 1", self.latent_dim)
+        require(all(h >= 1 for h in self.hidden), "hidden", "positive layer widths", self.hidden)
+        require(
+            all(h >= 1 for h in self.classifier_hidden),
+            "classifier_hidden",
+            "positive layer widths",
+            self.classifier_hidden,
+        )
+        require(self.alpha >= 0, "alpha", "a weight >= 0", self.alpha)
+        require(
+            self.activation in ACTIVATIONS,
+            "activation",
+            f"one of {sorted(ACTIVATIONS)}",
+            self.activation,
+        )
+
+
+def entropy_of_logits(logits: torch.Tensor) -> torch.Tensor:
+    log_q = F.log_softmax(logits, dim=-1)
+    return -(log_q.exp() * log_q).sum(-1)
+
+
+class SemiSupervisedVAE(GenerativeModel):
+    """M2 over a flat feature vector; `features(x)` says what the vector is (pixels for M2,
+    an M1 latent code for M1+M2) and `likelihood` how it is modelled."""
+
+    semi_supervised = True
+    likelihood: Likelihood
+
+    def build_m2(self, config: M2Config, feature_dim: int, param_dim: int) -> None:
+        k = self.spec.num_classes
+        act = config.activation
+        self.classifier = mlp(feature_dim, config.classifier_hidden, k, activation=act)
+        self.encoder = mlp(feature_dim + k, config.hidden, activation=act)
+        self.posterior = GaussianHead(config.hidden[-1], config.latent_dim)
+        self.decoder = mlp(config.latent_dim + k, config.hidden[::-1], param_dim, activation=act)
+        # Same network, trained on the labelled examples alone: what the unlabelled data bought.
+        self.baseline = (
+            mlp(feature_dim, config.classifier_hidden, k, activation=act)
+            if config.baseline
+            else None
+        )
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)
+
+    # --- the objective ------------------------------------------------------------------------
+    def labelled_bound(self, v: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """L(v, y) per row: -ELBO of the pair, including -log p(y) = log K."""
+        y_onehot = F.one_hot(y, self.spec.num_classes).float()
+        mean, log_var = self.posterior(self.encoder(torch.cat([v, y_onehot], 1)))
+        z = reparameterize(mean, log_var)
+        params = self.decoder(torch.cat([z, y_onehot], 1))
+        recon = -self.likelihood.log_prob(params, v)
+        return recon + kl_normal_standard(mean, log_var) + math.log(self.spec.num_classes)
+
+    def unlabelled_bound(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """U(v) per row, exact over the K classes in one pass; also the classifier logits."""
+        k, b = self.spec.num_classes, v.shape[0]
+        logits = self.classifier(v)
+        every_class = torch.arange(k, device=v.device).repeat_interleave(b)  # (K*B,)
+        bounds = self.labelled_bound(v.repeat(k, 1), every_class).view(k, b).T  # (B, K)
+        q_y = F.softmax(logits, dim=-1)
+        return (q_y * bounds).sum(-1) - entropy_of_logits(logits), logits
+
+    def loss(self, batch: Batch) -> LossTerms:
+        terms: dict[str, torch.Tensor] = {}
+        total = torch.zeros((), device=batch.x.device)
+        if batch.y is None:
+            unlabelled, _ = self.unlabelled_bound(self.features(batch.x))
+            terms["unlabelled"] = unlabelled.mean()
+            total = total + terms["unlabelled"]
+        labelled = batch.labelled_part()
+        if labelled is not None:
+            v, y = self.features(labelled[0]), labelled[1]
+            terms["labelled"] = self.labelled_bound(v, y).mean()
+            terms["classification"] = F.cross_entropy(self.classifier(v), y)
+            total = total + terms["labelled"] + self.config.alpha * terms["classification"]
+        terms["loss"] = total
+        return terms
+
+    def baseline_loss(self, batch: Batch) -> LossTerms:
+        labelled = batch.labelled_part()
+        if labelled is None:  # no labels at all: nothing for the baseline to learn
+            zero = self.baseline[0].weight.sum() * 0.0
+            return {"loss": zero}
+        ce = F.cross_entropy(self.baseline(self.features(labelled[0]).detach()), labelled[1])
+        return {"loss": ce}
+
+    def phases(self) -> list[Phase]:
+        m2 = parameters_of(self.classifier, self.encoder, self.posterior, self.decoder)
+        phases = [Phase("loss", self.loss, m2)]
+        if self.baseline is not None:
+            phases.append(Phase("baseline", self.baseline_loss, list(self.baseline.parameters())))
+        return phases
+
+    # --- evaluation and generation ------------------------------------------------------------
+    @torch.no_grad()
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits of q(y|x)."""
+        return self.classifier(self.features(x))
+
+    def evaluate(self, batch: Batch) -> dict[str, torch.Tensor]:
+        v = self.features(batch.x)
+        bound, logits = self.unlabelled_bound(v)
+        predicted = logits.argmax(-1)
+        metrics = {"neg_elbo": bound}
+        if batch.y is not None:
+            metrics["accuracy"] = (predicted == batch.y).float()
+            if self.baseline is not None:
+                metrics["supervised_baseline_accuracy"] = (
+                    self.baseline(v).argmax(-1) == batch.y
+                ).float()
+        return metrics
+
+    @property
+    def is_conditional(self) -> bool:
+        return True
+
+    def prior_sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return standard_normal((n, self.config.latent_dim), generator, self.device)
+
+    def decode_features(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        y_onehot = F.one_hot(y, self.spec.num_classes).float()
+        return self.likelihood.mean(self.decoder(torch.cat([z, y_onehot], 1)))
+
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        if condition is None:  # draw y from its prior
+            condition = torch.randint(self.spec.num_classes, (len(z),), device=z.device)
+        return self.features_to_images(self.decode_features(z, condition))
+
+    def features_to_images(self, v: torch.Tensor) -> torch.Tensor:
+        return v.view(-1, *self.spec.shape)
+
+
+@register
+class M2(SemiSupervisedVAE):
+    name = "m2"
+    config_class = M2Config
+
+    def __init__(self, config: M2Config, spec: DataSpec) -> None:
+        super().__init__(config, spec)
+        if spec.num_classes < 2:
+            raise ConfigError("model 'm2' needs a dataset with class labels (2 or more classes)")
+        self.likelihood = Bernoulli()
+        self.build_m2(config, spec.numel, spec.numel)
+
+
+@dataclass
+class M1M2Config(M2Config):
+    m1: str = ""  # run directory of a trained M1 ('vae'); empty: train one first
+    m1_epochs: int = 10
+    m1_hidden: tuple[int, ...] = (600, 600)
+    m1_latent_dim: int = 50
+    m1_sample: bool = True  # M2 sees samples of q(z1|x) (paper) rather than posterior means
+
+    def validate(self) -> None:
+        super().validate()
+        require(self.m1_epochs >= 1, "m1_epochs", "an integer >= 1", self.m1_epochs)
+        require(self.m1_latent_dim >= 1, "m1_latent_dim", "an integer >= 1", self.m1_latent_dim)
+
+
+@register
+class M1M2(SemiSupervisedVAE):
+    """M2 trained on the latent space of a trained, frozen M1 VAE. Generation decodes through
+    M2 (to an M1 code) then M1 (to an image)."""
+
+    name = "m1m2"
+    config_class = M1M2Config
+
+    def __init__(self, config: M1M2Config, spec: DataSpec) -> None:
+        super().__init__(config, spec)
+        if spec.num_classes < 2:
+            raise ConfigError("model 'm1m2' needs a dataset with class labels (2 or more classes)")
+        m1_run = Path(config.m1) / WEIGHTS_FILE if config.m1 else None
+        if m1_run is not None and m1_run.exists():  # absent when a run is reloaded elsewhere
+            config = m1_architecture(config, spec)
+        self.m1 = VAE(VAEConfig(hidden=config.m1_hidden, latent_dim=config.m1_latent_dim), spec)
+        self.m1.requires_grad_(False)
+        if m1_run is not None and m1_run.exists():
+            load_weights(m1_run, self.m1)
+        self.likelihood = LearnedGaussian()
+        self.build_m2(config, config.m1_latent_dim, 2 * config.m1_latent_dim)
+
+    def train(self, mode: bool = True) -> M1M2:
+        super().train(mode)
+        self.m1.eval()  # frozen feature extractor: never in training mode
+        return self
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            mean, log_var = self.m1.encode(x.flatten(1))
+            if self.config.m1_sample and self.training:
+                return reparameterize(mean, log_var)
+            return mean
+
+    def features_to_images(self, v: torch.Tensor) -> torch.Tensor:
+        return self.m1.generate(v)
+
+    @classmethod
+    def prepare(cls, model_config: dict, train_config, data, run_dir: Path | None) -> dict:
+        """Find or train M1 before M2 is built: `m1` names a finished 'vae' run, or, when empty,
+        M1 is trained here into RUN_DIR/m1 on the same data (all of it, without labels)."""
+        from genae.api import fit  # the API imports the models: import it late
+
+        config = from_mapping(M1M2Config, model_config, where="m1m2 config")
+        if not config.m1:
+            if run_dir is None:
+                raise ConfigError("m1: needs a trained M1 run (--m1 RUN_DIR) or a run directory")
+            m1_dir = Path(run_dir) / "m1"
+            m1_train = replace(train_config, epochs=config.m1_epochs, labels="all")
+            fit(
+                "vae",
+                model_config={"hidden": config.m1_hidden, "latent_dim": config.m1_latent_dim},
+                train_config=m1_train,
+                data=data,
+                run_dir=m1_dir,
+                force=True,
+            )
+            config = replace(config, m1=str(m1_dir))
+        return to_mapping(m1_architecture(config, data.spec))
+
+
+def m1_architecture(config: M1M2Config, spec: DataSpec) -> M1M2Config:
+    """`config` with the M1 fields read from the M1 run it names, after checking that run is an
+    M1 this model can use: a 'vae' with a Bernoulli decoder, trained on images of this shape."""
+    saved = read_run_config(Path(config.m1))
+    if saved["model"] != "vae":
+        raise CheckpointError(
+            f"m1: {config.m1} is a '{saved['model']}' run; M1 must be a 'vae' run"
+        )
+    if tuple(saved["data_spec"]["shape"]) != spec.shape:
+        raise CheckpointError(
+            f"m1: {config.m1} was trained on images of shape {saved['data_spec']['shape']}, "
+            f"this dataset has {list(spec.shape)}"
+        )
+    m1_config = saved["model_config"]
+    if m1_config.get("likelihood", "bernoulli") != "bernoulli":
+        raise CheckpointError(f"m1: {config.m1} must use the bernoulli likelihood")
+    return replace(
+        config,
+        m1_hidden=tuple(m1_config["hidden"]),
+        m1_latent_dim=int(m1_config["latent_dim"]),
+    )
