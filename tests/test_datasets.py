@@ -108,7 +108,7 @@ def _patch_checksums(monkeypatch: pytest.MonkeyPatch, name: str, md5s: dict[str,
 
 
 def test_dataset_names() -> None:
-    assert DATASET_NAMES == ("mnist", "fashion-mnist", "digits")
+    assert DATASET_NAMES == ("mnist", "fashion-mnist", "digits", "celeba", "folder")
 
 
 def test_unknown_name_lists_valid_names_and_suggests() -> None:

@@ -24,6 +24,9 @@ Named datasets (`DATASET_NAMES`):
 
 * ``digits``: scikit-learn's embedded 8x8 digits, no files or network needed.
 
+* ``celeba`` (official layout under ``data_dir``) and ``folder`` (any directory of images):
+  decoded once into a memory-mapped cache, see `genae.data.images`.
+
 User arrays go through `from_arrays`, which applies the same checks and conversions so the
 rest of the library only ever sees uint8 (N, C, H, W) images.
 """
@@ -385,8 +388,43 @@ def _digits_status(name: str, data_dir: Path | None) -> DatasetStatus:
 
 @dataclass(frozen=True)
 class _Entry:
-    load: Callable[[Path | None, bool], DatasetSplits]
+    load: Callable[..., DatasetSplits]  # (data_dir, download[, ImageOptions])
     status: Callable[[str, Path | None], DatasetStatus]
+    takes_options: bool = False  # image-file datasets: attributes, image size, skipping
+
+
+# ---------------------------------------------------------------------------------------------
+# Image-file datasets (genae.data.images): CelebA and any folder of images
+# ---------------------------------------------------------------------------------------------
+
+
+def _load_celeba(data_dir: Path | None, download: bool, options) -> DatasetSplits:
+    del download  # CelebA is too large and licence-bound to fetch automatically
+    from genae.data.images import load_celeba
+
+    return load_celeba(data_dir, options, cache_dir("celeba"))
+
+
+def _celeba_status(name: str, data_dir: Path | None) -> DatasetStatus:
+    from genae.data.images import CELEBA_URL, find_celeba
+
+    root = find_celeba(data_dir, cache_dir(name))
+    if root is not None:
+        return DatasetStatus(name, True, str(root))
+    return DatasetStatus(name, False, f"download from {CELEBA_URL}, pass --data-dir DIR")
+
+
+def _load_folder(data_dir: Path | None, download: bool, options) -> DatasetSplits:
+    del download
+    from genae.data.images import load_folder
+
+    return load_folder(data_dir, options)
+
+
+def _folder_status(name: str, data_dir: Path | None) -> DatasetStatus:
+    if data_dir is not None and data_dir.is_dir():
+        return DatasetStatus(name, True, str(data_dir))
+    return DatasetStatus(name, False, "any directory of images: pass --data-dir DIR")
 
 
 def _idx_entry(name: str) -> _Entry:
@@ -400,6 +438,8 @@ _REGISTRY: dict[str, _Entry] = {
     "mnist": _idx_entry("mnist"),
     "fashion-mnist": _idx_entry("fashion-mnist"),
     "digits": _Entry(load=_load_digits, status=_digits_status),
+    "celeba": _Entry(load=_load_celeba, status=_celeba_status, takes_options=True),
+    "folder": _Entry(load=_load_folder, status=_folder_status, takes_options=True),
 }
 
 DATASET_NAMES: tuple[str, ...] = tuple(_REGISTRY)
@@ -417,17 +457,33 @@ def _canonical(name: str) -> str:
 
 
 def load_dataset(
-    name: str, data_dir: StrPath | None = None, *, download: bool = True
+    name: str,
+    data_dir: StrPath | None = None,
+    *,
+    download: bool = True,
+    attributes: Sequence[str] = (),
+    image_size: int = 0,
+    skip_bad_images: bool = False,
 ) -> DatasetSplits:
     """Load the named dataset's train and test splits (see the module docstring for where from).
 
     `data_dir` is searched first, as the directory itself and as `data_dir/<name>`; with
     `download=False` nothing is fetched and a missing dataset raises a one-line `DataError`
-    saying where genae looked and how to get the files.
+    saying where genae looked and how to get the files. `attributes`, `image_size` and
+    `skip_bad_images` apply to the image-file datasets (celeba, folder; see genae.data.images).
     """
     key = _canonical(name)
     directory = Path(data_dir).expanduser() if data_dir is not None else None
-    return _REGISTRY[key].load(directory, download)
+    entry = _REGISTRY[key]
+    if entry.takes_options:
+        from genae.data.images import ImageOptions
+
+        options = ImageOptions(tuple(attributes), image_size, skip_bad_images)
+        return entry.load(directory, download, options)
+    if attributes or image_size:
+        what = "attributes" if attributes else "image_size"
+        raise DataError(f"{what}: dataset '{key}' has fixed images and no attributes")
+    return entry.load(directory, download)
 
 
 def list_datasets(data_dir: StrPath | None = None) -> list[DatasetStatus]:

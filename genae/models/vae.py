@@ -2,7 +2,8 @@
 
     -ELBO(x) = E_q(z|x)[-log p(x|z)] + KL(q(z|x) || N(0, I))
 
-estimated with one reparameterised sample and the closed-form KL.
+estimated with one reparameterised sample and the closed-form KL (see
+`genae.models.latent.GaussianLatentVAE`, which holds the objective; this file holds the networks).
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ import torch
 
 from genae.config import require
 from genae.data.types import DataSpec
-from genae.models.base import Batch, GenerativeModel, LossTerms
+from genae.models.latent import GaussianLatentVAE
 from genae.models.registry import register
-from genae.nn.blocks import ACTIVATIONS, GaussianHead, mlp, reparameterize, standard_normal
-from genae.nn.divergences import kl_normal_standard
+from genae.nn.blocks import ACTIVATIONS, GaussianHead, mlp
 from genae.nn.likelihoods import make_likelihood
 
 
@@ -43,7 +43,7 @@ class VAEConfig:
 
 
 @register
-class VAE(GenerativeModel):
+class VAE(GaussianLatentVAE):
     name = "vae"
     config_class = VAEConfig
 
@@ -66,19 +66,11 @@ class VAE(GenerativeModel):
         )
         self.likelihood = make_likelihood(config.likelihood, config.decoder_std)
 
-    # Conditioning hooks: the plain VAE has none; the conditional VAE overrides these two.
-    @property
-    def condition_dim(self) -> int:
-        return 0
-
-    def _condition(self, y: torch.Tensor | None) -> torch.Tensor | None:
-        return None
-
     @staticmethod
     def _join(a: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
         return a if c is None else torch.cat([a, c], dim=1)
 
-    # --- the model ----------------------------------------------------------------------------
+    # --- the networks (the objective is GaussianLatentVAE's) ----------------------------------
     def encode(self, x: torch.Tensor, c: torch.Tensor | None = None):
         """Posterior mean and log-variance of q(z | x[, c]); x is (B, C, H, W) or (B, D)."""
         return self.posterior(self.encoder(self._join(x.flatten(1), c)))
@@ -86,44 +78,6 @@ class VAE(GenerativeModel):
     def decode(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         """Likelihood parameters (logits or means), flat (B, D)."""
         return self.decoder(self._join(z, c))
-
-    def _terms(self, x: torch.Tensor, c: torch.Tensor | None):
-        """Per-example reconstruction NLL and KL, and the posterior mean."""
-        mean, log_var = self.encode(x, c)
-        z = reparameterize(mean, log_var)
-        recon_nll = -self.likelihood.log_prob(self.decode(z, c), x)
-        return recon_nll, kl_normal_standard(mean, log_var), mean
-
-    def loss(self, batch: Batch) -> LossTerms:
-        recon_nll, kl, _ = self._terms(batch.x.flatten(1), self._condition(batch.y))
-        recon, kl = recon_nll.mean(), kl.mean()
-        return {"loss": recon + kl, "recon": recon, "kl": kl}
-
-    def evaluate(self, batch: Batch) -> dict[str, torch.Tensor]:
-        x, c = batch.x.flatten(1), self._condition(batch.y)
-        recon_nll, kl, mean = self._terms(x, c)
-        recon_mean = self.likelihood.mean(self.decode(mean, c))
-        return {
-            "neg_elbo": recon_nll + kl,
-            "recon_nll": recon_nll,
-            "kl": kl,
-            "recon_mse": (recon_mean - x).pow(2).mean(-1),
-        }
-
-    @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Decoded posterior means, as images."""
-        c = self._condition(y)
-        mean, _ = self.encode(x, c)
-        return self.likelihood.mean(self.decode(mean, c)).view(-1, *self.spec.shape)
-
-    def prior_sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return standard_normal((n, self.config.latent_dim), generator, self.device)
-
-    @torch.no_grad()
-    def generate(self, z: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
-        params = self.decode(z, self._condition(condition))
-        return self.likelihood.mean(params).view(len(z), *self.spec.shape)
 
 
 @register

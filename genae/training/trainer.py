@@ -116,12 +116,11 @@ def evaluate(
         for batch in data.batches(batch_size):
             for name, values in model.evaluate(batch).items():
                 sums[name] = sums.get(name, 0) + values.double().sum()
-        whole = model.dataset_metrics(data, batch_size)
     model.train(was_training)
     if not sums:
-        return whole
+        return {}
     totals = torch.stack(list(sums.values())).div(len(data)).tolist()
-    return {**dict(zip(sums, totals)), **whole}
+    return dict(zip(sums, totals))
 
 
 class Trainer:

@@ -1,0 +1,125 @@
+"""Convolutional encoder and decoder stacks for images of any size, in the DCGAN/DFC-VAE style.
+
+Geometry, derived from the image size alone (`ConvGeometry`):
+
+* the number of stride-2 stages is `min(len(channels), ceil(log2(max(H, W))) - 1)`, so the
+  smallest feature map is at least 2x2: 4 for 64x64 (64 -> 4), 4 for 32x32 and 28x28 (-> 2),
+  2 for 8x8 digits (-> 2);
+* H and W are zero-padded up to a multiple of 2**stages (28x28 -> 32x32, symmetric padding), the
+  decoder works at the padded size and its output is cropped back. Padding rather than ceil
+  arithmetic keeps every stage an exact factor of two, so encoder and decoder mirror each other
+  and the nearest-neighbour upsampling lands on the original grid; zero padding matches the black
+  border of MNIST-style images. Likelihoods see only the cropped image, so nats per image stay
+  comparable with the MLP models;
+* stages beyond the stride-2 ones (small images) are stride-1 3x3 convolutions that run first in
+  the encoder and last in the decoder, so every image size gets the same number of layers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LEAKY_SLOPE = 0.2  # the DCGAN/DFC-VAE slope
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Sizes of a conv stack for (C, H, W) images and the given per-stage channels."""
+
+    shape: tuple[int, int, int]
+    channels: tuple[int, ...]
+
+    @property
+    def stages(self) -> int:
+        """Number of stride-2 (down/up-sampling) stages."""
+        side = max(self.shape[1:])
+        return max(0, min(len(self.channels), math.ceil(math.log2(side)) - 1))
+
+    @property
+    def padded(self) -> tuple[int, int]:
+        step = 2**self.stages
+        return tuple(-(-s // step) * step for s in self.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def bottom(self) -> tuple[int, int]:
+        """(h, w) of the smallest feature map."""
+        return tuple(s // 2**self.stages for s in self.padded)  # type: ignore[return-value]
+
+    @property
+    def padding(self) -> tuple[int, int, int, int]:
+        """(left, right, top, bottom) zero padding, as F.pad takes it."""
+        (h, w), (ph, pw) = self.shape[1:], self.padded
+        return ((pw - w) // 2, pw - w - (pw - w) // 2, (ph - h) // 2, ph - h - (ph - h) // 2)
+
+
+def _norm_act(channels: int) -> list[nn.Module]:
+    return [nn.BatchNorm2d(channels), nn.LeakyReLU(LEAKY_SLOPE)]
+
+
+class ConvEncoder(nn.Module):
+    """Images (B, C, H, W) -> flat features: conv (4x4 stride 2, or 3x3 stride 1), BatchNorm,
+    LeakyReLU per stage."""
+
+    def __init__(self, shape: tuple[int, int, int], channels: Sequence[int]) -> None:
+        super().__init__()
+        self.geometry = ConvGeometry(tuple(shape), tuple(channels))  # type: ignore[arg-type]
+        flat_stages = len(channels) - self.geometry.stages
+        layers: list[nn.Module] = []
+        width = shape[0]
+        for i, out in enumerate(channels):
+            if i < flat_stages:
+                layers.append(nn.Conv2d(width, out, 3, stride=1, padding=1))
+            else:
+                layers.append(nn.Conv2d(width, out, 4, stride=2, padding=1))
+            layers += _norm_act(out)
+            width = out
+        self.net = nn.Sequential(*layers)
+        h, w = self.geometry.bottom
+        self.out_features = width * h * w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pad = self.geometry.padding
+        if any(pad):
+            x = F.pad(x, pad)
+        return self.net(x).flatten(1)
+
+
+class ConvDecoder(nn.Module):
+    """Codes (B, D) -> images (B, C, H, W) of raw outputs: linear to (channels[-1], h, w), then
+    per stage nearest upsampling x2, 3x3 conv, BatchNorm, LeakyReLU, and a final 3x3 conv to C
+    channels (after the last upsampling) without normalisation or activation."""
+
+    def __init__(self, in_features: int, shape: tuple[int, int, int], channels: Sequence[int]):
+        super().__init__()
+        self.geometry = ConvGeometry(tuple(shape), tuple(channels))  # type: ignore[arg-type]
+        self.shape = tuple(shape)
+        h, w = self.geometry.bottom
+        top = channels[-1]
+        self.bottom_shape = (top, h, w)
+        self.project = nn.Linear(in_features, top * h * w)
+        # Widths after each stage: the encoder's in reverse, ending with the image channels.
+        widths = [*reversed(channels[:-1]), shape[0]]
+        layers: list[nn.Module] = []
+        width = top
+        for i, out in enumerate(widths):
+            if i < self.geometry.stages:
+                layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
+            layers.append(nn.Conv2d(width, out, 3, stride=1, padding=1))
+            if i < len(widths) - 1:
+                layers += _norm_act(out)
+            width = out
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        # The projection is followed by the same BatchNorm-free LeakyReLU the stages use.
+        x = F.leaky_relu(self.project(z), LEAKY_SLOPE).view(len(z), *self.bottom_shape)
+        out = self.net(x)
+        left, _, top, _ = self.geometry.padding
+        _, h, w = self.shape
+        return out[:, :, top : top + h, left : left + w]
