@@ -116,11 +116,12 @@ def evaluate(
         for batch in data.batches(batch_size):
             for name, values in model.evaluate(batch).items():
                 sums[name] = sums.get(name, 0) + values.double().sum()
+        whole = model.dataset_metrics(data, batch_size)
     model.train(was_training)
     if not sums:
-        return {}
+        return whole
     totals = torch.stack(list(sums.values())).div(len(data)).tolist()
-    return dict(zip(sums, totals))
+    return {**dict(zip(sums, totals)), **whole}
 
 
 class Trainer:

@@ -1,0 +1,321 @@
+"""Conditional adversarial autoencoder, CAAE (Zhang, Song & Qi 2017).
+
+An encoder maps an image to z in [-1, 1]^d (tanh); a generator decodes [z, label] back to an
+image. Per batch:
+
+    autoencoder          min_{E,G}  |x - G(E(x), l)|_1 + w_tv TV(G(E(x), l))
+                                    + w_z   * -log D_z(E(x))
+                                    + w_img * -log D_img(G(E(x), l), l)
+                                    [+ w_lab * CE(C(E(x)), uniform)]
+    z discriminator      min_{D_z}   -log D_z(z~U[-1,1]^d) - log(1 - D_z(E(x)))
+    image discriminator  min_{D_img} -log D_img(x, l) - log(1 - D_img(G(E(x), l), l))
+    [label adversary     min_C       CE(C(E(x)), l)]
+
+The label is a one-hot class or a vector of +1/-1 attributes. Images are scaled to [-1, 1] for
+the networks; the generator's tanh output is mapped back to [0, 1].
+
+A known failure: the encoder is free to put the class into z, and then the generator learns to
+ignore the label (changing the label changes nothing). The uniform prior only shapes the
+marginal of z, so it does not prevent this. `label_adversary_weight > 0` adds the fix of
+Lample et al. (2017, Fader networks): a classifier C tries to read the label from z and the
+encoder is trained to leave it guessing (its prediction pushed to uniform), so z carries no
+label and the generator must take the class from the label input. `label_sensitivity` in the
+metrics shows whether the label matters: the mean absolute change of the output when the label
+is replaced by another one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genae.config import require
+from genae.data.types import DataSpec
+from genae.models.base import Batch, GenerativeModel, LossTerms, Phase, parameters_of
+from genae.models.registry import register
+from genae.nn.adversarial import discriminator_accuracy, discriminator_loss, generator_loss
+from genae.nn.blocks import mlp
+from genae.nn.priors import UniformPrior
+from genae.nn.regularizers import total_variation
+
+ADVERSARIAL_BETAS = (0.5, 0.999)
+
+
+@dataclass
+class CAAEConfig:
+    latent_dim: int = 50
+    channels: tuple[int, ...] = (64, 128, 256, 512)  # encoder convs (5x5, stride 2), at most
+    z_disc_hidden: tuple[int, ...] = (64, 32, 16)
+    img_disc_channels: tuple[int, ...] = (16, 32, 64, 128)
+    tv_weight: float = 1e-3
+    z_adversarial_weight: float = 1e-4  # the paper's code
+    img_adversarial_weight: float = 1e-4
+    label_adversary_weight: float = 0.0  # > 0: keep the label out of z (see module docstring)
+
+    def validate(self) -> None:
+        require(self.latent_dim >= 1, "latent_dim", "an integer >= 1", self.latent_dim)
+        for name in ("channels", "img_disc_channels"):
+            value = getattr(self, name)
+            require(len(value) >= 1 and all(c >= 1 for c in value), name, "channel counts", value)
+        require(
+            all(h >= 1 for h in self.z_disc_hidden),
+            "z_disc_hidden",
+            "positive layer widths",
+            self.z_disc_hidden,
+        )
+        for name in (
+            "tv_weight",
+            "z_adversarial_weight",
+            "img_adversarial_weight",
+            "label_adversary_weight",
+        ):
+            require(getattr(self, name) >= 0, name, "a weight >= 0", getattr(self, name))
+
+
+def halvings(shape: tuple[int, int, int], limit: int) -> int:
+    """How many stride-2 stages the image size allows (at most `limit`): halve while both sides
+    stay even and the result is at least 4 pixels (28 -> 14 -> 7; 64 -> 4; 128 -> 8 with 4)."""
+    h, w = shape[1:]
+    stages = 0
+    while stages < limit and h % 2 == 0 and w % 2 == 0 and min(h, w) // 2 >= 4:
+        h, w, stages = h // 2, w // 2, stages + 1
+    return stages
+
+
+def down(in_channels: int, out_channels: int) -> nn.Conv2d:
+    """5x5 stride-2 convolution: halves an even side exactly."""
+    return nn.Conv2d(in_channels, out_channels, 5, stride=2, padding=2)
+
+
+def up(in_channels: int, out_channels: int) -> nn.ConvTranspose2d:
+    """5x5 stride-2 transposed convolution: doubles a side exactly."""
+    return nn.ConvTranspose2d(in_channels, out_channels, 5, stride=2, padding=2, output_padding=1)
+
+
+class ConvEncoder(nn.Module):
+    """Image in [-1, 1] -> z in [-1, 1]^d: stride-2 convs with ReLU, then a linear layer, tanh."""
+
+    def __init__(self, shape: tuple[int, int, int], channels: list[int], latent_dim: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = shape[0]
+        for out in channels:
+            layers += [down(width, out), nn.ReLU()]
+            width = out
+        self.convs = nn.Sequential(*layers)
+        s = 2 ** len(channels)
+        self.fc = nn.Linear(width * (shape[1] // s) * (shape[2] // s), latent_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.fc(self.convs(x).flatten(1)))
+
+
+class ConvGenerator(nn.Module):
+    """[z, label] -> image in [-1, 1]: linear to the smallest feature map, stride-2 transposed
+    convs with ReLU, tanh on the last one."""
+
+    def __init__(self, in_features: int, shape: tuple[int, int, int], channels: list[int]):
+        super().__init__()
+        s = 2 ** len(channels)
+        self.bottom = (channels[-1], shape[1] // s, shape[2] // s)
+        self.fc = nn.Linear(in_features, channels[-1] * self.bottom[1] * self.bottom[2])
+        widths = [*reversed(channels[:-1]), shape[0]]
+        layers: list[nn.Module] = []
+        width = channels[-1]
+        for i, out in enumerate(widths):
+            layers.append(up(width, out))
+            layers.append(nn.ReLU() if i < len(widths) - 1 else nn.Tanh())
+            width = out
+        self.deconvs = nn.Sequential(*layers)
+
+    def forward(self, zc: torch.Tensor) -> torch.Tensor:
+        return self.deconvs(F.relu(self.fc(zc)).view(len(zc), *self.bottom))
+
+
+class ImageDiscriminator(nn.Module):
+    """D_img(x, l): the first conv sees the image alone; the label joins as constant feature maps
+    after it (as in the paper), then more stride-2 convs and an MLP to one logit."""
+
+    def __init__(self, shape: tuple[int, int, int], channels: list[int], label_dim: int) -> None:
+        super().__init__()
+        self.first = down(shape[0], channels[0])
+        layers: list[nn.Module] = []
+        width = channels[0] + label_dim
+        for out in channels[1:]:
+            layers += [down(width, out), nn.LeakyReLU(0.2)]
+            width = out
+        self.convs = nn.Sequential(*layers)
+        s = 2 ** len(channels)
+        self.head = mlp(
+            width * (shape[1] // s) * (shape[2] // s), [1024], 1, activation="leaky_relu"
+        )
+
+    def forward(self, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        h = F.leaky_relu(self.first(x), 0.2)
+        maps = label[:, :, None, None].expand(-1, -1, *h.shape[2:])
+        return self.head(self.convs(torch.cat([h, maps], dim=1)).flatten(1)).squeeze(1)
+
+
+@register
+class CAAE(GenerativeModel):
+    name = "caae"
+    config_class = CAAEConfig
+    needs_labels = True
+
+    def __init__(self, config: CAAEConfig, spec: DataSpec) -> None:
+        super().__init__(config, spec)
+        label_dim = spec.condition_dim
+        stages = halvings(spec.shape, len(config.channels))
+        channels = list(config.channels[: max(stages, 1)])
+        disc_stages = halvings(spec.shape, len(config.img_disc_channels))
+        disc_channels = list(config.img_disc_channels[: max(disc_stages, 1)])
+        self.prior = UniformPrior(config.latent_dim, 1)
+        self.encoder = ConvEncoder(spec.shape, channels, config.latent_dim)
+        self.generator = ConvGenerator(config.latent_dim + label_dim, spec.shape, channels)
+        self.z_discriminator = mlp(config.latent_dim, list(config.z_disc_hidden), 1)
+        self.img_discriminator = ImageDiscriminator(spec.shape, disc_channels, label_dim)
+        # Reads the label from z; only trained (and only used) with label_adversary_weight > 0.
+        self.label_adversary = mlp(config.latent_dim, [256], label_dim)
+
+    # --- the model ----------------------------------------------------------------------------
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x * 2 - 1)
+
+    def decode(self, z: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] from codes and condition vectors."""
+        return (self.generator(torch.cat([z, label], dim=1)) + 1) / 2
+
+    def critic(self, images: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return self.img_discriminator(images * 2 - 1, label)
+
+    def _label_logits_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The adversary's loss: cross-entropy of the class, or BCE of each attribute."""
+        if self.spec.attribute_names:
+            return F.binary_cross_entropy_with_logits(logits, (y > 0).float())
+        return F.cross_entropy(logits, y)
+
+    def _label_confusion(self, logits: torch.Tensor) -> torch.Tensor:
+        """The encoder's goal against the adversary: predictions as uninformative as the
+        uniform distribution (bounded, unlike maximising the adversary's loss)."""
+        if self.spec.attribute_names:
+            return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, 0.5))
+        return -logits.log_softmax(-1).mean(-1).mean()
+
+    # --- phases -------------------------------------------------------------------------------
+    def phases(self) -> list[Phase]:
+        phases = [
+            Phase(
+                "autoencoder", self.autoencoder_loss, parameters_of(self.encoder, self.generator)
+            ),
+            Phase(
+                "z_discriminator",
+                self.z_discriminator_loss,
+                parameters_of(self.z_discriminator),
+                betas=ADVERSARIAL_BETAS,
+            ),
+            Phase(
+                "image_discriminator",
+                self.image_discriminator_loss,
+                parameters_of(self.img_discriminator),
+                betas=ADVERSARIAL_BETAS,
+            ),
+        ]
+        if self.config.label_adversary_weight > 0:
+            phases.append(
+                Phase(
+                    "label_adversary",
+                    self.label_adversary_loss,
+                    parameters_of(self.label_adversary),
+                )
+            )
+        return phases
+
+    def autoencoder_loss(self, batch: Batch) -> LossTerms:
+        cfg, label = self.config, self.condition_vector(batch.y)
+        z = self.encode(batch.x)
+        recon = self.decode(z, label)
+        l1 = (recon - batch.x).abs().mean()
+        tv = total_variation(recon).mean()
+        z_adv = generator_loss(self.z_discriminator(z).squeeze(1))
+        img_adv = generator_loss(self.critic(recon, label))
+        loss = l1 + cfg.tv_weight * tv + cfg.z_adversarial_weight * z_adv
+        loss = loss + cfg.img_adversarial_weight * img_adv
+        terms = {"l1": l1, "tv": tv, "z_adversarial": z_adv, "img_adversarial": img_adv}
+        if cfg.label_adversary_weight > 0:
+            confusion = self._label_confusion(self.label_adversary(z))
+            loss = loss + cfg.label_adversary_weight * confusion
+            terms["label_confusion"] = confusion
+        return {"loss": loss, **terms}
+
+    def z_discriminator_loss(self, batch: Batch) -> LossTerms:
+        with torch.no_grad():
+            z = self.encode(batch.x)
+        prior = self.prior.sample(len(z), device=z.device)
+        real, fake = self.z_discriminator(prior).squeeze(1), self.z_discriminator(z).squeeze(1)
+        return {
+            "loss": discriminator_loss(real, fake),
+            "accuracy": discriminator_accuracy(real, fake),
+        }
+
+    def image_discriminator_loss(self, batch: Batch) -> LossTerms:
+        label = self.condition_vector(batch.y)
+        with torch.no_grad():
+            fake_images = self.decode(self.encode(batch.x), label)
+        real, fake = self.critic(batch.x, label), self.critic(fake_images, label)
+        return {
+            "loss": discriminator_loss(real, fake),
+            "accuracy": discriminator_accuracy(real, fake),
+        }
+
+    def label_adversary_loss(self, batch: Batch) -> LossTerms:
+        with torch.no_grad():
+            z = self.encode(batch.x)
+        loss = self._label_logits_loss(self.label_adversary(z), batch.y)
+        return {"loss": loss}
+
+    # --- evaluation and generation ------------------------------------------------------------
+    def other_labels(self, y: torch.Tensor, generator: torch.Generator | None = None):
+        """A different label for each example: the next class (cyclically), or the attribute
+        vector with one attribute flipped."""
+        if self.spec.attribute_names:
+            flip = torch.arange(len(y), device=y.device) % y.shape[1]
+            other = y.clone()
+            other[torch.arange(len(y)), flip] *= -1
+            return other
+        return (y + 1) % self.spec.num_classes
+
+    @torch.no_grad()
+    def relabel(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Images x re-generated under labels y (the paper's age progression)."""
+        return self.decode(self.encode(x), self.condition_vector(y))
+
+    def evaluate(self, batch: Batch) -> dict[str, torch.Tensor]:
+        label = self.condition_vector(batch.y)
+        z = self.encode(batch.x)
+        recon = self.decode(z, label)
+        swapped = self.decode(z, self.condition_vector(self.other_labels(batch.y)))
+        return {
+            "recon_l1": (recon - batch.x).abs().flatten(1).mean(-1),
+            "recon_mse": (recon - batch.x).pow(2).flatten(1).mean(-1),
+            "label_sensitivity": (swapped - recon).abs().flatten(1).mean(-1),
+        }
+
+    def prior_sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.prior.sample(n, generator).to(self.device)
+
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        if condition is None:  # random labels: classes, or attributes of either sign
+            if self.spec.attribute_names:
+                shape = (len(z), len(self.spec.attribute_names))
+                condition = torch.randint(0, 2, shape, device=z.device).float() * 2 - 1
+            else:
+                condition = torch.randint(0, self.spec.num_classes, (len(z),), device=z.device)
+        return self.decode(z, self.condition_vector(condition.to(z.device)))
+
+    @property
+    def is_conditional(self) -> bool:
+        return True

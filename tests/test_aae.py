@@ -1,0 +1,321 @@
+"""Adversarial autoencoders and CAAE: priors, phase wiring, learning on digits, shapes."""
+
+import math
+
+import pytest
+import torch
+
+from genae.api import fit
+from genae.data.sources import from_arrays, load_dataset
+from genae.data.types import DataSpec
+from genae.errors import ConfigError, NonFiniteLossError
+from genae.metrics.clustering import clustering_accuracy
+from genae.models.base import Batch
+from genae.models.registry import build_model
+from genae.nn.adversarial import discriminator_loss, generator_loss
+from genae.nn.priors import PRIORS, make_prior
+from genae.nn.regularizers import total_variation
+from genae.training.trainer import make_optimizer
+
+TINY = {"hidden": [64], "disc_hidden": [32]}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def train_cfg(**overrides):
+    return {"epochs": 3, "batch_size": 100, "progress": False, "snapshot_epochs": [], **overrides}
+
+
+# --- priors ---------------------------------------------------------------------------------
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize("name", sorted(PRIORS))
+def test_every_prior_maps_labels_to_their_regions(name):
+    prior = make_prior(name, 2, 10)
+    labels = torch.arange(10).repeat(300)
+    z = prior.sample_region(labels, gen())
+    assert z.shape == (3000, 2)
+    agreement = (prior.region_of(z) == labels).float().mean().item()
+    # The swiss roll's segments touch where the roll is thick, hence a little slack.
+    assert agreement > (0.95 if name == "swiss-roll" else 0.995)
+    # Same generator seed, same samples.
+    torch.testing.assert_close(prior.sample(50, gen(3)), prior.sample(50, gen(3)))
+
+
+def test_normal_and_uniform_priors_have_their_statistics():
+    z = make_prior("normal", 3, 10).sample(20000, gen())
+    assert z.mean(0).abs().max() < 0.03 and (z.std(0) - 1).abs().max() < 0.03
+    z = make_prior("uniform", 3, 10).sample(20000, gen())
+    assert z.min() >= -1 and z.max() <= 1
+    assert (z.std(0) - 1 / math.sqrt(3)).abs().max() < 0.02  # std of U[-1, 1]
+    prior = make_prior("uniform", 2, 4)
+    log_p = prior.log_prob(torch.tensor([[0.0, 0.0], [1.5, 0.0]])).tolist()
+    assert log_p == [pytest.approx(-2 * math.log(2)), -math.inf]
+    # Region k of the normal prior is the k-th angular sector: its samples keep N(0,1) radii.
+    normal = make_prior("normal", 2, 4)
+    z = normal.sample_region(torch.zeros(5000, dtype=torch.long), gen())
+    assert (z >= 0).all()  # sector 0 of 4 is the first quadrant
+    assert z.pow(2).sum(1).mean().item() == pytest.approx(2.0, rel=0.05)  # chi^2 with 2 dof
+
+
+def test_mixture_prior_components_and_density():
+    prior = make_prior("mixture", 2, 10)
+    labels = torch.arange(10).repeat(1000)
+    z = prior.sample_region(labels, gen())
+    means = torch.stack([z[labels == k].mean(0) for k in range(10)])
+    torch.testing.assert_close(means, prior.means, atol=0.08, rtol=0)
+    assert torch.allclose(prior.means.norm(dim=1), torch.full((10,), prior.radius))
+    # The mixture density integrates to ~1 over a grid covering it.
+    r = prior.extent()
+    grid = torch.linspace(-r, r, 400)
+    gx, gy = torch.meshgrid(grid, grid, indexing="xy")
+    density = prior.log_prob(torch.stack([gx.flatten(), gy.flatten()], 1)).exp()
+    assert density.sum().item() * (grid[1] - grid[0]).item() ** 2 == pytest.approx(1.0, abs=0.02)
+    # In more dimensions the components sit on the axes.
+    high = make_prior("mixture", 10, 10)
+    torch.testing.assert_close(high.means, high.radius * torch.eye(10))
+    assert (high.region_of(high.sample_region(labels, gen())) == labels).float().mean() > 0.99
+
+
+def test_swiss_roll_and_prior_errors():
+    roll = make_prior("swiss-roll", 2, 5)
+    z = roll.sample(2000, gen())
+    radius = z.norm(dim=1)
+    assert radius.min() > 0.0 and radius.max() < 3.2
+    assert not roll.has_density
+    with pytest.raises(ConfigError, match="swiss-roll prior is 2-D"):
+        make_prior("swiss-roll", 3, 5)
+    with pytest.raises(ConfigError, match="prior: expected one of"):
+        make_prior("laplace", 2, 5)
+    with pytest.raises(ConfigError, match="prior_regions"):
+        make_prior("mixture", 3, 10)
+
+
+# --- shared pieces ----------------------------------------------------------------------------
+
+
+def test_total_variation_and_adversarial_losses_by_hand():
+    image = torch.tensor([[[[0.0, 1.0], [1.0, 1.0]]]])
+    # |1-0| down the first column, |1-0| along the first row: 2, over 4 pixels.
+    assert total_variation(image).item() == pytest.approx(0.5)
+    assert total_variation(torch.ones(2, 3, 5, 5)).tolist() == [0.0, 0.0]
+    zero = torch.zeros(4)
+    assert discriminator_loss(zero, zero).item() == pytest.approx(2 * math.log(2))
+    assert generator_loss(zero).item() == pytest.approx(math.log(2))
+
+
+def test_clustering_accuracy_matching_rules():
+    y = torch.tensor([0, 0, 1, 1, 2, 2])
+    assert clustering_accuracy(torch.tensor([2, 2, 0, 0, 1, 1]), y) == 1.0
+    assert clustering_accuracy(torch.tensor([0, 0, 0, 0, 1, 1]), y) == pytest.approx(4 / 6)
+    # More clusters than classes: each cluster takes its majority class.
+    assert clustering_accuracy(torch.tensor([0, 1, 2, 3, 4, 4]), y) == 1.0
+
+
+# --- phases touch only their own parameters -------------------------------------------------
+
+
+def phase_step_changes(model, batch, phase):
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    optimizer = make_optimizer(phase.parameters, 1e-2, phase.betas, torch.device("cpu"))
+    terms = model(batch, phase.name)
+    model.zero_grad(set_to_none=True)
+    terms["loss"].backward()
+    optimizer.step()
+    changed = {k for k, v in model.named_parameters() if not torch.equal(v, before[k])}
+    own = {k for k, v in model.named_parameters() if any(v is p for p in phase.parameters)}
+    return changed, own
+
+
+SPEC = DataSpec(shape=(1, 8, 8), num_classes=10)
+PHASE_CASES = [
+    ("aae", {**TINY, "label_prior": True, "prior": "mixture"}, SPEC),
+    ("aae-ss", TINY, SPEC),
+    ("aae-cluster", {**TINY, "clusters": 4}, SPEC),
+    ("caae", {"channels": [8], "img_disc_channels": [4], "label_adversary_weight": 0.1}, SPEC),
+]
+PREFIXES = {
+    "aae": {
+        "reconstruction": ("encoder", "decoder"),
+        "discriminator": ("discriminator",),
+        "regularization": ("encoder",),
+    },
+    "aae-ss": {
+        "reconstruction": ("encoder", "y_head", "z_head", "decoder"),
+        "discriminator": ("y_discriminator", "z_discriminator"),
+        "regularization": ("encoder", "y_head", "z_head"),
+        "supervised": ("encoder", "y_head"),
+    },
+    "aae-cluster": {
+        "reconstruction": ("encoder", "y_head", "z_head", "decoder"),
+        "discriminator": ("y_discriminator", "z_discriminator"),
+        "regularization": ("encoder", "y_head", "z_head"),
+    },
+    "caae": {
+        "autoencoder": ("encoder", "generator"),
+        "z_discriminator": ("z_discriminator",),
+        "image_discriminator": ("img_discriminator",),
+        "label_adversary": ("label_adversary",),
+    },
+}
+
+
+@pytest.mark.parametrize("name,config,spec", PHASE_CASES, ids=[c[0] for c in PHASE_CASES])
+def test_one_step_of_each_phase_changes_only_its_parameters(name, config, spec):
+    torch.manual_seed(0)
+    model = build_model(name, config, spec)
+    x = torch.rand(12, *spec.shape)
+    batch = Batch(x[:8], x_labelled=x[8:], y_labelled=torch.tensor([0, 1, 2, 3]))
+    if name == "caae":
+        batch = Batch(x, torch.arange(12) % 10)
+    phases = model.phases()
+    assert [p.name for p in phases] == list(PREFIXES[name])
+    for phase in phases:
+        changed, own = phase_step_changes(model, batch, phase)
+        expected = {k for k in own}
+        assert all(k.split(".")[0] in PREFIXES[name][phase.name] for k in own), phase.name
+        assert changed <= expected, f"{phase.name} changed {sorted(changed - expected)}"
+        assert changed, f"{phase.name} changed nothing"
+
+
+# --- learning -------------------------------------------------------------------------------
+
+
+def test_aae_codes_match_a_2d_normal_prior(digits):
+    torch.manual_seed(0)
+    run = fit(
+        "aae",
+        model_config={**TINY, "latent_dim": 2},
+        train_config=train_cfg(epochs=8, batch_size=50, lr=2e-3),
+        data=digits,
+    )
+    z = run.model.codes(digits.test.images.float() / 255)
+    assert z.mean(0).abs().max() < 0.6, z.mean(0)
+    assert ((z.std(0) > 0.5) & (z.std(0) < 1.8)).all(), z.std(0)
+    # An unregularised encoder has no reason to centre its codes at the prior's scale.
+    assert run.history[-1]["recon_mse"] < run.history[0]["recon_mse"]
+
+
+def test_label_prior_puts_each_class_in_its_region(digits):
+    torch.manual_seed(0)
+    run = fit(
+        "aae",
+        model_config={**TINY, "latent_dim": 2, "prior": "mixture", "label_prior": True},
+        train_config=train_cfg(epochs=20, batch_size=50, lr=2e-3),
+        data=digits,
+    )
+    # The discriminator must first learn where each label belongs before the encoder can follow,
+    # so agreement rises late; a few hundred steps already put it well above chance.
+    agreement = max(h["prior_region_agreement"] for h in run.history[-3:])
+    assert agreement > 0.25, f"prior_region_agreement {agreement:.2f} (chance 0.1)"
+
+
+def test_label_prior_with_a_label_budget_and_without_labels(digits):
+    run = fit(
+        "aae",
+        model_config={**TINY, "latent_dim": 2, "prior": "mixture", "label_prior": True},
+        train_config=train_cfg(epochs=1, labels="100", labelled_batch_size=20),
+        data=digits,
+    )
+    assert 0 <= run.history[0]["prior_region_agreement"] <= 1
+    with pytest.raises(ConfigError, match="not semi-supervised"):
+        fit("aae", model_config=TINY, train_config=train_cfg(labels="100"), data=digits)
+    with pytest.raises(ConfigError, match="label_prior: needs a dataset with class labels"):
+        build_model("aae", {"label_prior": True}, DataSpec(shape=(1, 8, 8)))
+
+
+def test_categorical_models_report_accuracy_and_clustering(digits):
+    run = fit(
+        "aae-ss", model_config=TINY, train_config=train_cfg(epochs=1, labels="100"), data=digits
+    )
+    assert 0 <= run.history[0]["accuracy"] <= 1
+    run = fit(
+        "aae-cluster",
+        model_config={**TINY, "clusters": 12},
+        train_config=train_cfg(epochs=1),
+        data=digits,
+    )
+    last = run.history[-1]
+    assert 0 < last["clustering_accuracy"] <= 1 and last["kmeans_clustering_accuracy"] > 0.5
+    assert run.model.sample(3, torch.tensor([0, 5, 11])).shape == (3, 1, 8, 8)
+    assert len(run.model.grid_labels(2)) == 24
+
+
+def test_a_diverging_aae_stops_with_a_named_term(digits, monkeypatch):
+    from genae.models.aae import AAE
+
+    original = AAE.regularization_loss
+
+    def exploding(self, batch):
+        terms = original(self, batch)
+        return {"loss": terms["loss"] * float("inf")}
+
+    monkeypatch.setattr(AAE, "regularization_loss", exploding)
+    with pytest.raises(NonFiniteLossError) as info:
+        fit("aae", model_config=TINY, train_config=train_cfg(epochs=1, log_every=3), data=digits)
+    assert info.value.term == "regularization.loss" and info.value.step == 0
+
+
+# --- CAAE -----------------------------------------------------------------------------------
+
+
+def caae_small(spec):
+    return build_model(
+        "caae",
+        {
+            "channels": [8, 16, 16, 16],
+            "img_disc_channels": [4, 8],
+            "latent_dim": 5,
+            "label_adversary_weight": 0.1,
+        },
+        spec,
+    )
+
+
+def test_caae_shapes_28x28_classes():
+    spec = DataSpec(shape=(1, 28, 28), num_classes=10)
+    model = caae_small(spec)
+    x, y = torch.rand(3, 1, 28, 28), torch.tensor([0, 4, 9])
+    z = model.encode(x)
+    assert z.shape == (3, 5) and z.abs().max() <= 1
+    assert model.decode(z, model.condition_vector(y)).shape == (3, 1, 28, 28)
+    for phase in model.phases():
+        model.zero_grad()
+        model(Batch(x, y), phase.name)["loss"].backward()
+    images = model.sample(4, torch.tensor([1, 2, 3, 4]))
+    assert images.shape == (4, 1, 28, 28) and images.min() >= 0 and images.max() <= 1
+
+
+def test_caae_shapes_64x64_rgb_with_attributes():
+    names = ("Male", "Smiling", "Young")
+    rng = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (20, 3, 64, 64), dtype=torch.uint8, generator=rng)
+    attributes = torch.randint(0, 2, (20, 3), generator=rng) * 2 - 1
+    data = from_arrays(images, attributes, attribute_names=names, test_fraction=0.2)
+    model = caae_small(data.spec)
+    assert model.spec.condition_dim == 3
+    x = data.train.images[:4].float() / 255
+    y = data.train.labels[:4]
+    for phase in model.phases():
+        model.zero_grad()
+        terms = model(Batch(x, y), phase.name)
+        terms["loss"].backward()
+        assert torch.isfinite(terms["loss"])
+    assert model.relabel(x, -y).shape == (4, 3, 64, 64)
+    metrics = model.evaluate(Batch(x, y))
+    assert set(metrics) == {"recon_l1", "recon_mse", "label_sensitivity"}
+    assert all(v.shape == (4,) for v in metrics.values())
+    run = fit(
+        "caae",
+        model_config={"channels": [4], "img_disc_channels": [4], "latent_dim": 3},
+        train_config=train_cfg(epochs=1, batch_size=8),
+        data=data,
+    )
+    assert math.isfinite(run.history[0]["recon_l1"])
