@@ -20,6 +20,7 @@ from genae.metrics import MetricOptions, compute_metrics
 from genae.models.base import GenerativeModel
 from genae.models.registry import build_model, model_class
 from genae.training import rundir
+from genae.training.distributed import World, training_device, world_from_env
 from genae.training.trainer import Trainer
 
 # What may differ between a run and its --resume: everything else must match the saved config,
@@ -109,7 +110,7 @@ def labelled_subset(
     return stratified_indices(train.labels, n, model.spec.num_classes, config.seed)
 
 
-def prepare_run_dir(run_dir: Path, *, resume: bool, force: bool) -> None:
+def check_run_dir(run_dir: Path, *, resume: bool, force: bool) -> None:
     """Refuse to overwrite an existing run unless asked; --force only clears genae run dirs."""
     if resume:
         if not (run_dir / rundir.CHECKPOINT_FILE).exists():
@@ -128,8 +129,22 @@ def prepare_run_dir(run_dir: Path, *, resume: bool, force: bool) -> None:
                 f"{run_dir}: not a genae run directory (no {rundir.CONFIG_FILE}); refusing to "
                 f"delete it with --force"
             )
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def prepare_run_dir(run_dir: Path, *, resume: bool, force: bool, world: World) -> None:
+    """Check on every rank, then let rank 0 alone clear and create the directory."""
+    check_run_dir(run_dir, resume=resume, force=force)
+    world.barrier()
+    if world.is_main and not resume:
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    if world.is_main and resume:
+        # Temporary files of writes that a kill interrupted; the files they were to replace
+        # are intact.
+        for stale in run_dir.rglob(".*.tmp"):
+            stale.unlink(missing_ok=True)
+    world.barrier()
 
 
 def merged_resume_config(
@@ -195,21 +210,25 @@ def fit(
         train_config = from_mapping(TrainConfig, train_config or {})
     if data is not None:
         train_config = replace(train_config, dataset=data.name)
+    world = world_from_env(train_config.device)
+    train_config = replace(train_config, device=training_device(train_config.device, world))
     check_device(train_config.device)
     splits = resolve_data(train_config, data)
     # Build once before the run directory is touched, so that every config, data or label error
     # surfaces while an existing run is still intact.
     labelled = labelled_subset(splits, build_model(model, model_config, splits.spec), train_config)
     if run_path is not None:
-        prepare_run_dir(run_path, resume=resume, force=force)
+        prepare_run_dir(run_path, resume=resume, force=force, world=world)
     if not resume:
         model_config = model_class(model).prepare(model_config, train_config, splits, run_path)
     torch.manual_seed(train_config.seed)
     net = build_model(model, model_config, splits.spec).to(train_config.device)
+    if world.rank:  # same initial weights everywhere, but each rank its own noise
+        torch.manual_seed(train_config.seed * 1_000_003 + world.rank)
     train, test = device_data(splits, train_config)
     if labelled is not None:
         train.use_labelled_subset(labelled, train_config.labelled_batch_size)
-    trainer = Trainer(net, train, test, train_config, run_path)
+    trainer = Trainer(net, train, test, train_config, run_path, world)
     if resume:
         trainer.resume()
     history = trainer.fit()

@@ -150,6 +150,8 @@ class TrainConfig:
     log_every: int = 50  # steps between progress updates and finiteness checks
     eval_batch_size: int = 1000
     progress: bool = True
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 adds a gradient scaler)
+    compile: bool = False  # torch.compile the model's training step
 
     def validate(self) -> None:
         require(self.epochs >= 1, "epochs", "an integer >= 1", self.epochs)
@@ -191,6 +193,12 @@ class TrainConfig:
         )
         require(
             self.checkpoint_every >= 0, "checkpoint_every", "an integer >= 0", self.checkpoint_every
+        )
+        require(
+            self.precision in ("fp32", "bf16", "fp16"),
+            "precision",
+            "one of 'fp32', 'bf16', 'fp16'",
+            self.precision,
         )
         require(self.log_every >= 1, "log_every", "an integer >= 1", self.log_every)
         require(

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -119,7 +119,14 @@ def save_checkpoint(
     tensors.update(rng_tensors())
     for key, value in (extra or {}).items():
         tensors[f"extra.{key}"] = value.detach().contiguous().cpu()
-    meta = {"format": FORMAT, "state": state, "optimizers": optim_meta}
+    from genae import __version__
+
+    meta = {
+        "format": FORMAT,
+        "genae_version": __version__,
+        "state": state,
+        "optimizers": optim_meta,
+    }
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"genae": json.dumps(meta)})
 
@@ -128,16 +135,17 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     """The checkpoint's tensors and its JSON metadata (state and optimiser descriptions)."""
     tensors = read_tensors(path)
     try:
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as handle:
             meta = json.loads((handle.metadata() or {})["genae"])
-        if meta.get("format") != FORMAT:
-            raise KeyError("format")
     except (KeyError, json.JSONDecodeError, SafetensorError):
         raise CheckpointError(
             f"{path}: not a genae checkpoint (metadata missing or foreign)"
         ) from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path}: checkpoint format '{meta.get('format')}' (genae "
+            f"{meta.get('genae_version', '?')}); this genae reads '{FORMAT}'"
+        )
     return tensors, meta
 
 

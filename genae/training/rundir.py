@@ -27,6 +27,7 @@ WEIGHTS_FILE = "model.safetensors"
 CHECKPOINT_FILE = "checkpoint.safetensors"
 METRICS_FILE = "metrics.jsonl"
 SAMPLES_DIR = "samples"
+RUN_FORMAT = 1  # bumped when the layout or config.json changes incompatibly
 
 
 def write_run_config(run_dir: Path, model: GenerativeModel, train: TrainConfig) -> None:
@@ -34,6 +35,7 @@ def write_run_config(run_dir: Path, model: GenerativeModel, train: TrainConfig) 
         run_dir / CONFIG_FILE,
         {
             "genae_version": __version__,
+            "run_format": RUN_FORMAT,
             "model": model.name,
             "model_config": to_mapping(model.config),
             "train": to_mapping(train),
@@ -52,9 +54,17 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: missing; is {run_dir} a genae run directory?") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
     for key in ("model", "model_config", "train", "data_spec"):
         if key not in config:
             raise CheckpointError(f"{path}: missing field '{key}'")
+    if config.get("run_format", RUN_FORMAT) != RUN_FORMAT:
+        raise CheckpointError(
+            f"{path}: run format {config['run_format']} (written by genae "
+            f"{config.get('genae_version', '?')}); this genae {__version__} reads format "
+            f"{RUN_FORMAT}"
+        )
     return config
 
 

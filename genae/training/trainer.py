@@ -30,6 +30,13 @@ from genae.training.checkpoint import (
     save_checkpoint,
     save_weights,
 )
+from genae.training.distributed import World, wrap
+
+PRECISIONS: dict[str, torch.dtype | None] = {
+    "fp32": None,  # no autocast
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
 
 
 class TrainingInterrupted(TrainingError):
@@ -37,38 +44,52 @@ class TrainingInterrupted(TrainingError):
 
 
 class LossMeter:
-    """Sums loss terms on the device and remembers the first step at which each went non-finite."""
+    """Sums loss terms on the device and remembers the first step at which each went non-finite.
+
+    Per phase and step this is three small tensor ops, whatever the number of terms: the terms are
+    stacked once, added to a running sum, and masked into the first-bad-step record.
+    """
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
+        self.names: dict[str, list[str]] = {}  # phase -> term names, in the model's order
         self.sums: dict[str, torch.Tensor] = {}
         self.first_bad: dict[str, torch.Tensor] = {}
         self.count = 0
 
     @torch.no_grad()
     def add(self, phase: str, terms: dict[str, torch.Tensor], step: int) -> None:
-        for name, value in terms.items():
-            key = name if phase == "loss" else f"{phase}.{name}"
-            value = value.detach().float()
-            if key not in self.sums:
-                self.sums[key] = torch.zeros((), device=self.device)
-                self.first_bad[key] = torch.full((), -1, dtype=torch.long, device=self.device)
-            self.sums[key] += value
-            bad = self.first_bad[key]
-            bad.masked_fill_((bad < 0) & ~torch.isfinite(value), step)
+        values = torch.stack([t.detach().float() for t in terms.values()])
+        if phase not in self.sums:
+            self.names[phase] = list(terms)
+            self.sums[phase] = torch.zeros_like(values)
+            self.first_bad[phase] = torch.full(
+                values.shape, -1, dtype=torch.long, device=values.device
+            )
+        self.sums[phase] += values
+        bad = self.first_bad[phase]
+        bad.masked_fill_((bad < 0) & ~torch.isfinite(values), step)
 
     def step_done(self) -> None:
         self.count += 1
 
-    def check_finite(self, checkpoint: Path | None) -> None:
-        """One host sync: raise NonFiniteLossError naming the earliest bad step and term."""
+    def keys(self) -> list[str]:
+        return [n if p == "loss" else f"{p}.{n}" for p, names in self.names.items() for n in names]
+
+    def check_finite(self, checkpoint: Path | None, world: World | None = None) -> None:
+        """One host sync: raise NonFiniteLossError naming the earliest bad step and term (over
+        all ranks, so that every rank stops together)."""
         if not self.first_bad:
             return
-        bad = torch.stack(list(self.first_bad.values())).tolist()
+        bad = torch.cat(list(self.first_bad.values()))
+        if world is not None and world.distributed:
+            never = torch.iinfo(torch.long).max
+            bad = world.min_(torch.where(bad < 0, never, bad))
+            bad = torch.where(bad == never, -1, bad)
         # Earliest step first; at equal steps a named component before the total it makes up.
         hits = [
             (s, k.split(".")[-1] == "loss", i, k)
-            for i, (s, k) in enumerate(zip(bad, self.first_bad))
+            for i, (s, k) in enumerate(zip(bad.tolist(), self.keys()))
             if s >= 0
         ]
         if hits:
@@ -76,21 +97,28 @@ class LossMeter:
             kept = str(checkpoint) if checkpoint is not None and checkpoint.exists() else None
             raise NonFiniteLossError(step, term, kept)
 
-    def means(self) -> dict[str, float]:
+    def means(self, world: World | None = None) -> dict[str, float]:
         if not self.count:
             return {}
-        values = torch.stack(list(self.sums.values())).div(self.count).tolist()
-        return dict(zip(self.sums, values))
+        totals = torch.cat(list(self.sums.values()))
+        count = torch.tensor([float(self.count)], device=totals.device)
+        if world is not None and world.distributed:
+            totals, count = world.sum_(totals.clone()), world.sum_(count)
+        return dict(zip(self.keys(), (totals / count).tolist()))
 
     def state(self) -> dict[str, torch.Tensor]:
-        return {f"meter.{k}": v for k, v in self.sums.items()}
+        return {f"meter.{p}": v for p, v in self.sums.items()}
 
-    def load_state(self, tensors: dict[str, torch.Tensor], count: int) -> None:
-        for key, value in tensors.items():
-            if key.startswith("meter."):
-                name = key[len("meter.") :]
-                self.sums[name] = value.to(self.device)
-                self.first_bad[name] = torch.full((), -1, dtype=torch.long, device=self.device)
+    def state_names(self) -> dict[str, list[str]]:
+        return self.names
+
+    def load_state(self, tensors: dict[str, torch.Tensor], names: dict, count: int) -> None:
+        for phase, terms in names.items():
+            self.names[phase] = list(terms)
+            self.sums[phase] = tensors[f"meter.{phase}"].to(self.device)
+            self.first_bad[phase] = torch.full(
+                (len(terms),), -1, dtype=torch.long, device=self.device
+            )
         self.count = count
 
 
@@ -104,23 +132,31 @@ def make_optimizer(params: list[torch.nn.Parameter], lr: float, betas, device: t
 
 @torch.no_grad()
 def evaluate(
-    model: GenerativeModel, data: TensorData, batch_size: int, seed: int
+    model: GenerativeModel,
+    data: TensorData,
+    batch_size: int,
+    seed: int,
+    world: World | None = None,
 ) -> dict[str, float]:
     """Mean of the model's per-example metrics over `data`, with its own fixed RNG stream so
-    evaluation neither depends on nor disturbs the training stream."""
+    evaluation neither depends on nor disturbs the training stream. Under several ranks each
+    evaluates a slice and the sums are reduced; whole-split metrics come from rank 0."""
+    world = world or World()
     was_training = model.training
     model.eval()
     sums: dict[str, torch.Tensor] = {}
+    rows = torch.arange(len(data), device=data.device).tensor_split(world.size)[world.rank]
     with torch.random.fork_rng(devices=[data.device] if data.device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        for batch in data.batches(batch_size):
-            for name, values in model.evaluate(batch).items():
+        torch.manual_seed(seed + world.rank)
+        for index in rows.split(batch_size):
+            for name, values in model.evaluate(data.batch(index)).items():
                 sums[name] = sums.get(name, 0) + values.double().sum()
-        whole = model.dataset_metrics(data, batch_size)
+        whole = model.dataset_metrics(data, batch_size) if world.is_main else {}
     model.train(was_training)
+    whole = world.broadcast_object(whole)
     if not sums:
         return whole
-    totals = torch.stack(list(sums.values())).div(len(data)).tolist()
+    totals = world.sum_(torch.stack(list(sums.values()))).div(len(data)).tolist()
     return {**dict(zip(sums, totals)), **whole}
 
 
@@ -138,14 +174,25 @@ class Trainer:
         test: TensorData | None,
         config: TrainConfig,
         run_dir: Path | None = None,
+        world: World | None = None,
     ) -> None:
         self.model = model
+        self.world = world or World()
         self.train_data = train
         self.test_data = test
         self.config = config
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.phases = model.phases()
+        # The callable the loop trains through: DDP on several ranks, optionally compiled.
+        self.forward = wrap(model, self.world)
+        if config.compile:
+            self.forward = torch.compile(self.forward)
         device = train.device
+        self.autocast_dtype = PRECISIONS[config.precision]
+        self.scalers = {
+            p.name: torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
+            for p in self.phases
+        }
         self.optimizers = {
             p.name: make_optimizer(p.parameters, p.lr or config.lr, p.betas, device)
             for p in self.phases
@@ -165,8 +212,17 @@ class Trainer:
     def save_checkpoint(self) -> None:
         if self.checkpoint_path is None:
             return
-        self.meter.check_finite(self.checkpoint_path)
+        self.meter.check_finite(self.checkpoint_path, self.world)
+        # Every rank's RNG, so each continues its own noise stream after --resume.
+        rng = self.world.gather(torch.get_rng_state())
+        if not self.world.is_main:
+            self.world.barrier()
+            return
+        extra = {**self.meter.state(), **{f"rng_rank{r}": t for r, t in enumerate(rng)}}
         state = {
+            "meter_names": self.meter.state_names(),
+            "world_size": self.world.size,
+            "scalers": {k: v.state_dict() for k, v in self.scalers.items() if v.is_enabled()},
             "epoch": self.epoch,
             "step_in_epoch": self.step_in_epoch,
             "global_step": self.global_step,
@@ -174,9 +230,8 @@ class Trainer:
             "history": self.history,
             "model": self.model.name,
         }
-        save_checkpoint(
-            self.checkpoint_path, self.model, self.optimizers, state, self.meter.state()
-        )
+        save_checkpoint(self.checkpoint_path, self.model, self.optimizers, state, extra)
+        self.world.barrier()
 
     def resume(self) -> None:
         """Continue from the run directory's checkpoint (model, optimisers, RNG, data position)."""
@@ -195,7 +250,17 @@ class Trainer:
         self.global_step = state["global_step"]
         self.history = state["history"]
         self.meter = LossMeter(self.train_data.device)
-        self.meter.load_state(extra, state["meter_count"])
+        self.meter.load_state(extra, state["meter_names"], state["meter_count"])
+        if state.get("world_size", 1) != self.world.size:
+            raise CheckpointError(
+                f"{path}: checkpoint was written by {state.get('world_size', 1)} processes; "
+                f"resume it with the same number (now {self.world.size})"
+            )
+        own_rng = extra.get(f"rng_rank{self.world.rank}")
+        if own_rng is not None:
+            torch.set_rng_state(own_rng)
+        for name, scaler_state in state.get("scalers", {}).items():
+            self.scalers[name].load_state_dict(scaler_state)
 
     # --- signals ------------------------------------------------------------------------------
     def _install_signal_handlers(self):
@@ -210,7 +275,7 @@ class Trainer:
     # --- the loop -----------------------------------------------------------------------------
     def fit(self) -> list[dict[str, Any]]:
         cfg = self.config
-        if self.run_dir is not None:
+        if self.run_dir is not None and self.world.is_main:
             rundir.write_run_config(self.run_dir, self.model, cfg)
         previous_handlers = self._install_signal_handlers()
         try:
@@ -230,31 +295,40 @@ class Trainer:
         bar = tqdm(
             total=len(index_batches),
             initial=self.step_in_epoch,
-            disable=None if cfg.progress else True,
+            disable=None if cfg.progress and self.world.is_main else True,
             desc=f"epoch {self.epoch}/{cfg.epochs}",
             leave=False,
             dynamic_ncols=True,
             file=sys.stderr,
         )
         started, first_step = time.perf_counter(), self.step_in_epoch
+        device_type = self.train_data.device.type
         for index in index_batches[self.step_in_epoch :]:
+            index = self.world.shard(index)
             batch = self.train_data.training_batch(index, cfg.seed, self.epoch, self.step_in_epoch)
             for phase in self.phases:
-                terms = model(batch, phase.name)
+                with torch.autocast(
+                    device_type, self.autocast_dtype, enabled=self.autocast_dtype is not None
+                ):
+                    terms = self.forward(batch, phase.name)
                 model.zero_grad(set_to_none=True)
-                terms["loss"].backward()
-                self.optimizers[phase.name].step()
+                scaler = self.scalers[phase.name]
+                scaler.scale(terms["loss"]).backward()
+                scaler.step(self.optimizers[phase.name])
+                scaler.update()
                 self.meter.add(phase.name, terms, self.global_step)
             self.meter.step_done()
             self.global_step += 1
             self.step_in_epoch += 1
             if self.global_step % cfg.log_every == 0:
-                self.meter.check_finite(self.checkpoint_path)
+                self.meter.check_finite(self.checkpoint_path, self.world)
                 bar.update(self.step_in_epoch - bar.n)
                 bar.set_postfix(loss=f"{self.meter.means().get('loss', math.nan):.2f}")
             if cfg.checkpoint_every and self.global_step % cfg.checkpoint_every == 0:
                 self.save_checkpoint()
-            if self._stop_signal is not None:
+            # Ranks must agree on stopping at the same step, or one would wait forever.
+            if self.world.any(self._stop_signal is not None, self.train_data.device):
+                self._stop_signal = self._stop_signal or signal.SIGTERM
                 bar.close()
                 self.save_checkpoint()
                 name = signal.Signals(self._stop_signal).name
@@ -264,30 +338,37 @@ class Trainer:
                 )
         bar.close()
         elapsed = time.perf_counter() - started
-        examples = sum(len(i) for i in index_batches[first_step:])
+        examples = sum(len(i) for i in index_batches[first_step:])  # over all ranks
         self._epoch_speed = examples / elapsed if elapsed > 0 else math.nan
 
     def _end_epoch(self) -> None:
         cfg = self.config
-        self.meter.check_finite(self.checkpoint_path)
+        self.meter.check_finite(self.checkpoint_path, self.world)
         record: dict[str, Any] = {"epoch": self.epoch, "step": self.global_step}
         if self.test_data is not None:
-            record.update(evaluate(self.model, self.test_data, cfg.eval_batch_size, cfg.seed))
-        record.update({f"train_{k}": v for k, v in self.meter.means().items()})
+            record.update(
+                evaluate(self.model, self.test_data, cfg.eval_batch_size, cfg.seed, self.world)
+            )
+        record.update({f"train_{k}": v for k, v in self.meter.means(self.world).items()})
         record["train_samples_per_s"] = round(self._epoch_speed, 1)
         self.history.append(record)
-        if self.run_dir is not None:
-            if self.epoch in cfg.snapshot_epochs or self.epoch == cfg.epochs:
+        if self.run_dir is not None and self.world.is_main:
+            at_snapshot = self.epoch in cfg.snapshot_epochs or self.epoch == cfg.epochs
+            if at_snapshot and self.model.generative:
                 self.write_snapshot()
             save_weights(self.run_dir / rundir.WEIGHTS_FILE, self.model)
-        summary = "  ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "step"))
-        tqdm.write(f"epoch {self.epoch}/{cfg.epochs}  {summary}", file=sys.stderr)
+        if self.world.is_main:
+            summary = "  ".join(
+                f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "step")
+            )
+            tqdm.write(f"epoch {self.epoch}/{cfg.epochs}  {summary}", file=sys.stderr)
         self.epoch += 1
         self.step_in_epoch = 0
         self.meter = LossMeter(self.train_data.device)
         if self.run_dir is not None:
             self.save_checkpoint()
-            rundir.write_metrics(self.run_dir, self.history)
+            if self.world.is_main:
+                rundir.write_metrics(self.run_dir, self.history)
 
     def write_snapshot(self) -> None:
         from genae.viz.grids import save_sample_grid
