@@ -1,0 +1,209 @@
+"""Named, versioned comparisons: `genae experiment NAME --dataset D --out DIR`.
+
+Each experiment is a TOML file shipped beside this module (`NAME.toml`):
+
+    name, version, title, description, dataset   (the default dataset)
+    [train]            training settings shared by every run
+    [[runs]]           name, model, model_config = {...}, train = {...} (per-run overrides),
+                       metrics = [...] (registered metrics computed once the run is trained)
+    [[expect]]         the claims the report checks: {metric, epoch, lower, than} compares two
+                       runs at an epoch; {run, metric, at_least | at_most} bounds one final value
+
+Runs go to DIR/<run name>: a finished one is reused, an interrupted one resumed, so re-running an
+experiment only does what is missing. The report is DIR/report.html; DIR/experiment.json holds
+the experiment's definition, its dataset and the outcome of each claim. An experiment whose
+models are not registered (a slot for a planned model) says which model it needs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from genae.config import read_toml, suggest
+from genae.errors import ConfigError
+from genae.io import write_json_atomic
+
+EXPERIMENTS_DIR = Path(__file__).parent
+EVALUATION_FILE = "evaluation.json"  # a run's extra metrics (genae evaluate --save writes it too)
+
+
+@dataclass
+class RunSpec:
+    name: str
+    model: str
+    model_config: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    metrics: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Experiment:
+    name: str
+    version: int
+    title: str
+    description: str
+    dataset: str
+    train: dict[str, Any]
+    runs: list[RunSpec]
+    expect: list[dict[str, Any]]
+    path: Path
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.toml"))
+
+
+def load_experiment(name: str) -> Experiment:
+    path = EXPERIMENTS_DIR / f"{name}.toml"
+    if not path.is_file():
+        names = available()
+        raise ConfigError(
+            f"experiment: unknown experiment '{name}'{suggest(name, names)}; "
+            f"available: {', '.join(names)}"
+        )
+    doc = read_toml(path)
+    try:
+        runs = [
+            RunSpec(
+                name=r["name"],
+                model=r["model"],
+                model_config=dict(r.get("model_config", {})),
+                train=dict(r.get("train", {})),
+                metrics=list(r.get("metrics", [])),
+            )
+            for r in doc["runs"]
+        ]
+        return Experiment(
+            name=doc["name"],
+            version=int(doc.get("version", 0)),
+            title=doc.get("title", doc["name"]),
+            description=doc.get("description", ""),
+            dataset=doc.get("dataset", "fashion-mnist"),
+            train=dict(doc.get("train", {})),
+            runs=runs,
+            expect=list(doc.get("expect", [])),
+            path=path,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: malformed experiment ({exc!r})") from None
+
+
+def check_models(experiment: Experiment) -> None:
+    """Refuse, before training anything, an experiment whose models are not registered."""
+    from genae.models.registry import MODELS
+
+    for run in experiment.runs:
+        if run.model not in MODELS:
+            raise ConfigError(
+                f"experiment '{experiment.name}' needs model '{run.model}', which this genae "
+                f"does not have yet (a slot for a planned model; see {experiment.path.name})"
+            )
+
+
+def _finished_epochs(run_dir: Path) -> int:
+    from genae.training import rundir
+
+    try:
+        return len((run_dir / rundir.METRICS_FILE).read_text().splitlines())
+    except OSError:
+        return 0
+
+
+def train_config_of(experiment: Experiment, run: RunSpec, dataset: str, **overrides) -> dict:
+    train = {**experiment.train, **run.train, "dataset": dataset}
+    train.update({k: v for k, v in overrides.items() if v is not None})
+    epochs = int(train.get("epochs", 10))
+    # An --epochs override keeps only the snapshot epochs that still exist, plus the last.
+    snapshots = [e for e in train.get("snapshot_epochs", []) if e <= epochs]
+    train["snapshot_epochs"] = sorted({*snapshots, epochs})
+    return train
+
+
+def run_experiment(
+    name: str,
+    out: Path,
+    *,
+    dataset: str | None = None,
+    data_dir: Path | None = None,
+    device: str = "cpu",
+    epochs: int | None = None,
+    force: bool = False,
+    progress: bool = True,
+    metric_options: Any = None,
+) -> Path:
+    """Train (or reuse) every run of experiment `name` under `out`, compute the runs' extra
+    metrics, and write `out/report.html`. Returns the report's path."""
+    from genae.api import evaluate_run, fit
+    from genae.data.sources import load_dataset
+    from genae.report import build_report
+
+    experiment = load_experiment(name)
+    check_models(experiment)
+    dataset = dataset or experiment.dataset
+    data = load_dataset(dataset, data_dir)
+    out = Path(out)
+    run_dirs = []
+    for run in experiment.runs:
+        run_dir = out / run.name
+        train = train_config_of(
+            experiment,
+            run,
+            data.name,
+            epochs=epochs,
+            device=device,
+            progress=progress,
+            data_dir=str(data_dir) if data_dir else None,
+        )
+        done = _finished_epochs(run_dir)
+        if not force and done >= train["epochs"]:
+            print(f"genae: {run_dir} already trained ({done} epochs); reusing it", file=sys.stderr)
+        elif not force and (run_dir / "checkpoint.safetensors").exists():
+            print(f"genae: resuming {run_dir}", file=sys.stderr)
+            fit(
+                run.model,
+                train_config={"epochs": train["epochs"]},
+                data=data,
+                run_dir=run_dir,
+                resume=True,
+            )
+        else:
+            fit(
+                run.model,
+                model_config=run.model_config,
+                train_config=train,
+                data=data,
+                run_dir=run_dir,
+                force=True,
+            )
+        if run.metrics:
+            result = evaluate_run(
+                run_dir, data=data, device=device, metrics=run.metrics, options=metric_options
+            )
+            write_json_atomic(run_dir / EVALUATION_FILE, result)
+        run_dirs.append(run_dir)
+    report = out / "report.html"
+    outcome = build_report(
+        run_dirs,
+        report,
+        title=f"{experiment.title} — {data.name}",
+        description=experiment.description,
+        expectations=experiment.expect,
+        names=[r.name for r in experiment.runs],
+        experiment=f"{experiment.name} v{experiment.version}",
+    )
+    write_json_atomic(
+        out / "experiment.json",
+        {
+            "experiment": experiment.name,
+            "version": experiment.version,
+            "dataset": data.name,
+            "runs": {r.name: str(d) for r, d in zip(experiment.runs, run_dirs)},
+            "expectations": outcome,
+            "definition": json.loads(json.dumps(read_toml(experiment.path))),
+        },
+    )
+    return report

@@ -1,0 +1,87 @@
+"""Classification metrics, as plain functions other models (M2, AAE) call on their predictions,
+and the registered `conditional_accuracy` built on them. Clustering accuracy (Hungarian
+one-to-one matching, or majority class per cluster when there are more clusters than classes)
+lives in `genae.metrics.clustering`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from genae.data.memory import seeded_generator
+from genae.errors import ConfigError
+from genae.metrics.registry import EvalContext, Result, register_metric
+
+
+def _as_numpy(values: torch.Tensor | np.ndarray) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    return np.asarray(values).astype(np.int64).ravel()
+
+
+def accuracy(predicted: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray) -> float:
+    """Share of predictions equal to the labels."""
+    predicted, labels = _as_numpy(predicted), _as_numpy(labels)
+    if predicted.shape != labels.shape or not len(labels):
+        raise ValueError(
+            f"accuracy: expected as many predictions as labels, got {len(predicted)} and "
+            f"{len(labels)}"
+        )
+    return float((predicted == labels).mean())
+
+
+def confusion_matrix(
+    predicted: torch.Tensor | np.ndarray,
+    labels: torch.Tensor | np.ndarray,
+    num_classes: int | None = None,
+    num_predicted: int | None = None,
+) -> np.ndarray:
+    """Counts (num_classes, num_predicted): row = true label, column = prediction (or cluster)."""
+    predicted, labels = _as_numpy(predicted), _as_numpy(labels)
+    rows = num_classes or int(labels.max()) + 1
+    cols = num_predicted or max(rows, int(predicted.max()) + 1)
+    matrix = np.zeros((rows, cols), dtype=np.int64)
+    np.add.at(matrix, (labels, predicted), 1)
+    return matrix
+
+
+# --- registered metrics ---------------------------------------------------------------------
+
+
+@torch.no_grad()
+def generate_for_classes(
+    model, per_class: int, num_classes: int, generator: torch.Generator, batch: int = 500
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`per_class` samples of each class (images, labels), generated in batches."""
+    labels = torch.arange(num_classes, device=model.device).repeat_interleave(per_class)
+    images = [model.sample(len(chunk), chunk, generator=generator) for chunk in labels.split(batch)]
+    return torch.cat(images), labels
+
+
+@register_metric("conditional_accuracy")
+def conditional_accuracy(ctx: EvalContext) -> Result:
+    """Share of the images generated for class y that the domain classifier labels y
+    (options.samples in all, the same number for each class)."""
+    model = ctx.model
+    if not model.is_conditional or not model.spec.num_classes:
+        raise ConfigError(
+            f"metric 'conditional_accuracy': model '{model.name}' is not class-conditional"
+        )
+    judge = ctx.judge()
+    k = model.spec.num_classes
+    per_class = max(1, ctx.options.samples // k)
+    model.eval()
+    images, labels = generate_for_classes(
+        model, per_class, k, seeded_generator(ctx.options.seed, 31)
+    )
+    predicted = judge.predict(images)
+    hits = (predicted == labels).float().view(k, per_class).mean(1)
+    return Result(
+        {"conditional_accuracy": float(hits.mean())},
+        {
+            "samples": per_class * k,
+            "per_class": [round(float(h), 4) for h in hits],
+            "classifier": judge.id,
+        },
+    )

@@ -1,0 +1,79 @@
+"""Metric registry: name -> function of an evaluation context.
+
+Two kinds of metric exist. A model's own per-example metrics (whatever its `evaluate(batch)`
+returns: `neg_elbo`, `recon_mse`, `accuracy`, ...) are averaged over the test split by the
+trainer's `evaluate` and are always available by name. The metrics registered here need more
+than one forward pass per example (importance sampling, generated samples, a domain classifier)
+and are computed only when asked for.
+
+Every result carries what it was computed on (`Result.about`: split, example and sample counts,
+k, the domain classifier's id), and `evaluate_run` stores it beside the number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from genae.config import require
+from genae.data.memory import TensorData
+from genae.models.base import GenerativeModel
+
+
+@dataclass
+class MetricOptions:
+    """Knobs of the costly metrics (each result records the values it used)."""
+
+    iw_samples: int = 1000  # k of the importance-weighted bound
+    samples: int = 10_000  # generated images for fid and conditional_accuracy
+    batch_size: int = 100  # test examples per importance-sampling batch
+    seed: int = 0
+
+    def validate(self) -> None:
+        require(self.iw_samples >= 1, "iw_samples", "an integer >= 1", self.iw_samples)
+        require(self.samples >= 2, "samples", "an integer >= 2", self.samples)
+        require(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
+
+
+@dataclass
+class EvalContext:
+    """What a metric may use: the model, the test split, and how to reach the domain classifier."""
+
+    model: GenerativeModel
+    test: TensorData
+    dataset: str
+    options: MetricOptions = field(default_factory=MetricOptions)
+    data_dir: Path | None = None
+    _judge: Any = None
+
+    def judge(self):
+        """The dataset's domain classifier (trained and cached on first use)."""
+        if self._judge is None:
+            from genae.metrics.judge import domain_classifier
+
+            self._judge = domain_classifier(
+                self.dataset, data_dir=self.data_dir, device=str(self.test.device)
+            )
+        return self._judge
+
+
+@dataclass
+class Result:
+    values: dict[str, float]  # name -> number, stored in the run's evaluation
+    about: dict[str, Any]  # what the numbers were computed on
+
+
+MetricFn = Callable[[EvalContext], Result]
+METRICS: dict[str, MetricFn] = {}
+
+
+def register_metric(name: str) -> Callable[[MetricFn], MetricFn]:
+    """Decorator: make a metric function available to `genae evaluate --metrics NAME`."""
+
+    def add(fn: MetricFn) -> MetricFn:
+        METRICS[name] = fn
+        return fn
+
+    return add

@@ -1,0 +1,243 @@
+"""The domain classifier cache, registered metrics through `genae evaluate`, `genae experiment`
+and `genae report` — the report rendered in headless Chromium.
+
+One short vae-vs-cvae experiment on the embedded digits (2 epochs) is run once for the module,
+with the judge cache in a temporary GENAE_DATA_DIR.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+import subprocess
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from genae.cli import main
+from genae.metrics import judge as judge_module
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def cli(*args) -> Result:
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+def assert_user_error(result: Result, *needles: str) -> None:
+    assert result.code == 2, result
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("genae: error:"), result.err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    """(output dir, first run's result) of `genae experiment vae-vs-cvae` on digits."""
+    root = tmp_path_factory.mktemp("evaluation")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GENAE_DATA_DIR", str(root / "cache"))
+        out = root / "exp"
+        result = cli(
+            "experiment",
+            "vae-vs-cvae",
+            "--dataset",
+            "digits",
+            "--out",
+            out,
+            "--epochs",
+            "2",
+            "--no-progress",
+        )
+        yield out, result
+
+
+@pytest.fixture
+def cache(experiment, monkeypatch):
+    monkeypatch.setenv("GENAE_DATA_DIR", str(experiment[0].parent / "cache"))
+
+
+def test_experiment_trains_the_judge_once_and_writes_runs_and_report(experiment):
+    out, result = experiment
+    assert result.code == 0, result.err
+    assert "training one" in result.err and f"wrote {out / 'report.html'}" in result.out
+    for run in ("vae", "cvae"):
+        rows = (out / run / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(r)["epoch"] for r in rows] == [1, 2]
+        # the experiment's snapshots at 1, 5, 10, cut to the 2 epochs asked for
+        assert sorted(p.name for p in (out / run / "samples").iterdir()) == [
+            "epoch_001.png",
+            "epoch_002.png",
+        ]
+    summary = json.loads((out / "experiment.json").read_text())
+    assert summary["experiment"] == "vae-vs-cvae" and summary["dataset"] == "digits"
+    assert [c["ok"] is not None for c in summary["expectations"]] == [True, True]
+
+
+def test_judge_is_cached_and_its_id_recorded(experiment, cache, capsys):
+    out, _ = experiment
+    judge = judge_module.domain_classifier("digits")
+    assert "training" not in capsys.readouterr().err
+    weights = judge.run_dir / "model.safetensors"
+    assert judge.sha256 == judge_module.weights_sha256(weights)
+    assert judge.run_dir == out.parent / "cache" / "judges" / "digits"
+    assert judge.test_accuracy >= judge_module.TARGET_ACCURACY["digits"]
+    evaluation = json.loads((out / "cvae" / "evaluation.json").read_text())
+    about = evaluation["computed_on"]["conditional_accuracy"]
+    assert about["classifier"] == judge.id and about["samples"] == 10_000
+    assert 0.0 <= evaluation["conditional_accuracy"] <= 1.0
+    # the judge is an ordinary run: genae evaluate works on it
+    result = cli("evaluate", judge.run_dir, "--json")
+    assert json.loads(result.out)["accuracy"] == pytest.approx(judge.test_accuracy)
+
+
+def test_experiment_rerun_reuses_finished_runs(experiment, cache):
+    out, _ = experiment
+    before = (out / "vae" / "model.safetensors").read_bytes()
+    result = cli(
+        "experiment",
+        "vae-vs-cvae",
+        "--dataset",
+        "digits",
+        "--out",
+        out,
+        "--epochs",
+        "2",
+        "--no-progress",
+    )
+    assert result.code == 0, result.err
+    assert result.err.count("reusing") == 2 and "training one" not in result.err
+    assert (out / "vae" / "model.safetensors").read_bytes() == before
+
+
+def test_evaluate_with_registered_metrics(experiment, cache):
+    run = experiment[0] / "cvae"
+    result = cli(
+        "evaluate",
+        run,
+        "--metrics",
+        "neg_elbo,iw_nll,fid,conditional_accuracy",
+        "--iw-samples",
+        "20",
+        "--samples",
+        "500",
+        "--json",
+    )
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    assert report["iw_nll"] < report["neg_elbo"]
+    assert report["fid"] > 0
+    on = report["computed_on"]
+    assert on["iw_nll"]["k"] == 20 and on["iw_nll"]["examples"] == 297
+    assert on["fid"]["samples"] == 500 and on["fid"]["examples"] == 297
+    assert on["fid"]["classifier"] == on["conditional_accuracy"]["classifier"]
+    assert on["neg_elbo"]["split"] == "test"
+    text = cli("evaluate", run, "--metrics", "iw_nll", "--iw-samples", "5")
+    assert text.code == 0 and "iw_nll: split test, examples 297, k 5" in text.out
+
+
+def test_evaluate_metric_errors_are_one_line(experiment, cache):
+    out = experiment[0]
+    assert_user_error(cli("evaluate", out / "vae", "--metrics", "fidd"), "fidd", "did you mean")
+    assert_user_error(
+        cli("evaluate", out / "vae", "--metrics", "conditional_accuracy"), "not class-conditional"
+    )
+    assert_user_error(
+        cli("evaluate", out / "vae", "--metrics", "iw_nll", "--iw-samples", "0"), "iw_samples"
+    )
+
+
+def test_experiment_errors(tmp_path, monkeypatch):
+    assert_user_error(cli("experiment", "vae-vs-cvea", "--out", tmp_path), "vae-vs-cvae")
+    from genae import experiments
+
+    slot = tmp_path / "defs"
+    slot.mkdir()
+    (slot / "planned.toml").write_text(
+        'name = "planned"\n[[runs]]\nname = "x"\nmodel = "not-yet-a-model"\n'
+    )
+    monkeypatch.setattr(experiments, "EXPERIMENTS_DIR", slot)
+    assert_user_error(
+        cli("experiment", "planned", "--out", tmp_path / "o"), "needs model 'not-yet-a-model'"
+    )
+    assert not (tmp_path / "o").exists()
+
+
+def test_shipped_experiments_parse():
+    from genae import experiments
+
+    names = experiments.available()
+    for name in ("vae-vs-cvae", "m2-vs-m1m2", "vae-vs-dfc", "caae-attributes", "aae-priors"):
+        assert name in names
+        assert experiments.load_experiment(name).runs
+
+
+def test_report_command(experiment, tmp_path):
+    out = experiment[0]
+    page = tmp_path / "r.html"
+    result = cli("report", out / "vae", out / "cvae", "--out", page, "--title", "two runs")
+    assert result.code == 0, result.err
+    text = page.read_text()
+    assert "<title>two runs</title>" in text and 'src="file:' not in text
+    assert text.count('src="data:image/png;base64,') >= 6  # 4 grids, a curve, 2 latent plots
+    assert_user_error(cli("report", out / "vae", "--out", tmp_path / "r.txt"), "r.txt")
+    assert_user_error(cli("report", tmp_path / "none", "--out", page), "none")
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+HEADLESS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--virtual-time-budget=10000",
+]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+def test_report_renders_in_headless_chromium(experiment, tmp_path):
+    page = experiment[0] / "report.html"
+    url = page.resolve().as_uri()
+    common = [CHROMIUM, *HEADLESS, f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    check = re.search(r'id="image-check"[^>]*', dom.stdout)
+    assert check, "the page's image check did not run"
+    images = int(re.search(r'data-images="(\d+)"', check.group(0)).group(1))
+    broken = int(re.search(r'data-broken="(-?\d+)"', check.group(0)).group(1))
+    assert broken == 0 and images >= 7  # 4 sample grids, a curve, 2 latent plots
+    for heading in ("Claims", "Samples by epoch", "Final metrics", "Configurations"):
+        assert f"<h2>{heading}</h2>" in dom.stdout
+    assert dom.stdout.count("<table") >= 4
+
+    shot = tmp_path / "shot.png"
+    render = subprocess.run(
+        [*common, "--window-size=1366,900", f"--screenshot={shot}", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert render.returncode == 0 and shot.exists(), render.stderr[-2000:]
+    with Image.open(shot) as image:
+        pixels = np.asarray(image.convert("L"), dtype=np.float64)
+    assert pixels.shape == (900, 1366)
+    assert pixels.std() > 10  # text and pictures, not a blank page
