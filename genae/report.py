@@ -4,8 +4,8 @@ Everything is inline (images as base64 data URIs, CSS, one small script), so the
 offline and can be mailed around. Sections, each only where it applies:
 
 * the claims an experiment checks, with their outcome;
-* sample grids by epoch: one row per run, one column per snapshot epoch (like a paper's figure);
 * final metrics, with what each was computed on, and published numbers beside ours;
+* sample grids by epoch: one row per run, one column per snapshot epoch (like a paper's figure);
 * test negative ELBO per epoch (table and curves);
 * 2-D latent spaces: test posterior means coloured by class;
 * each run's configuration.
@@ -259,7 +259,11 @@ def metrics_section(runs: list[RunInfo]) -> str:
         for metric, about in run.evaluation.get("computed_on", {}).items():
             groups.setdefault(about_text(about), []).append(metric)
             if "per_class" in about:
-                per_class = ", ".join(f"{v:.2f}" for v in about["per_class"])
+                names = run.config.get("data_spec", {}).get("class_names") or []
+                per_class = ", ".join(
+                    f"{names[k] if k < len(names) else k} {v:.2f}"
+                    for k, v in enumerate(about["per_class"])
+                )
                 notes.append(
                     f"<li><b>{esc(run.name)}</b> {esc(metric)} per class: {per_class}</li>"
                 )
@@ -471,8 +475,8 @@ def build_report(
         f"<p class='dim'>{esc(' · '.join(meta))}</p>",
         f"<p class='lead'>{esc(description)}</p>" if description else "",
         expectations_section(outcome),
-        samples_section(runs),
         metrics_section(runs),
+        samples_section(runs),
         curves_section(runs),
         latent_section(runs),
         configs_section(runs),
