@@ -78,6 +78,13 @@ class SemiSupervisedVAE(GenerativeModel):
     semi_supervised = True
     likelihood: Likelihood
 
+    def __init__(self, config: M2Config, spec: DataSpec) -> None:
+        super().__init__(config, spec)
+        if spec.num_classes < 2:
+            raise ConfigError(
+                f"model '{self.name}' needs a dataset with class labels (2 or more classes)"
+            )
+
     def build_m2(self, config: M2Config, feature_dim: int, param_dim: int) -> None:
         k = self.spec.num_classes
         act = config.activation
@@ -204,8 +211,6 @@ class M2(SemiSupervisedVAE):
 
     def __init__(self, config: M2Config, spec: DataSpec) -> None:
         super().__init__(config, spec)
-        if spec.num_classes < 2:
-            raise ConfigError("model 'm2' needs a dataset with class labels (2 or more classes)")
         self.likelihood = Bernoulli()
         self.build_m2(config, spec.numel, spec.numel)
 
@@ -234,8 +239,6 @@ class M1M2(SemiSupervisedVAE):
 
     def __init__(self, config: M1M2Config, spec: DataSpec) -> None:
         super().__init__(config, spec)
-        if spec.num_classes < 2:
-            raise ConfigError("model 'm1m2' needs a dataset with class labels (2 or more classes)")
         m1_run = Path(config.m1) / WEIGHTS_FILE if config.m1 else None
         if m1_run is not None and m1_run.exists():  # absent when a run is reloaded elsewhere
             config = m1_architecture(config, spec)
