@@ -319,3 +319,17 @@ def test_caae_shapes_64x64_rgb_with_attributes():
         data=data,
     )
     assert math.isfinite(run.history[0]["recon_l1"])
+
+
+def test_cluster_balance_term_is_the_kl_of_the_batch_marginal_to_uniform():
+    model = build_model("aae-cluster", {**TINY, "clusters": 4}, SPEC)
+    batch = Batch(torch.rand(6, 1, 8, 8))
+    with torch.no_grad():
+        model.y_head.weight.zero_()
+        model.y_head.bias.zero_()
+    assert model.regularization_loss(batch)["balance"].item() == pytest.approx(0.0, abs=1e-6)
+    with torch.no_grad():
+        model.y_head.bias.copy_(torch.tensor([50.0, 0, 0, 0]))  # every example in cluster 0
+    assert model.regularization_loss(batch)["balance"].item() == pytest.approx(
+        math.log(4), rel=1e-4
+    )

@@ -259,6 +259,12 @@ class CategoricalAAEConfig:
     noise_level: float = 0.3
     adversarial_lr: float = 0.0
     supervised_lr: float = 0.0  # aae-ss supervised phase; 0: the run's lr
+    # Weight of KL(batch-mean of q(y|x) || uniform) in the regularisation phase (0: off). The
+    # y discriminator judges one example at a time, so it can be satisfied by confident softmax
+    # outputs that all pick the same category; once the softmax saturates its gradient vanishes
+    # and training stays collapsed in one cluster (seen on digits and Fashion-MNIST). Matching
+    # the batch's category marginal directly is the same target q(y) = Cat(1/K), non-adversarial.
+    balance_weight: float = 1.0
 
     def validate(self) -> None:
         _validate_networks(self)
@@ -266,6 +272,7 @@ class CategoricalAAEConfig:
         require(
             self.supervised_lr >= 0, "supervised_lr", "a learning rate >= 0", self.supervised_lr
         )
+        require(self.balance_weight >= 0, "balance_weight", "a weight >= 0", self.balance_weight)
 
 
 class _CategoricalAAE(_AdversarialAE):
@@ -340,9 +347,13 @@ class _CategoricalAAE(_AdversarialAE):
 
     def regularization_loss(self, batch: Batch) -> LossTerms:
         logits, z = self.encode(batch.x)
-        y_loss = generator_loss(self.y_discriminator(logits.softmax(-1)))
+        probs = logits.softmax(-1)
+        y_loss = generator_loss(self.y_discriminator(probs))
         z_loss = generator_loss(self.z_discriminator(z))
-        return {"loss": y_loss + z_loss, "y": y_loss, "z": z_loss}
+        marginal = probs.mean(0)
+        balance = (marginal * (marginal * self.num_categories).clamp_min(1e-12).log()).sum()
+        loss = y_loss + z_loss + self.config.balance_weight * balance
+        return {"loss": loss, "y": y_loss, "z": z_loss, "balance": balance}
 
     # --- evaluation and generation ------------------------------------------------------------
     @torch.no_grad()

@@ -22,6 +22,10 @@ encoder is trained to leave it guessing (its prediction pushed to uniform), so z
 label and the generator must take the class from the label input. `label_sensitivity` in the
 metrics shows whether the label matters: the mean absolute change of the output when the label
 is replaced by another one.
+
+With the paper's z-adversarial weight (1e-4) the codes do not fill the uniform prior, so images
+generated from prior samples (rather than from encoded images) are poor; a larger
+`z_adversarial_weight` (0.05 measured on Fashion-MNIST) trades some reconstruction for that.
 """
 
 from __future__ import annotations
@@ -53,7 +57,10 @@ class CAAEConfig:
     tv_weight: float = 1e-3
     z_adversarial_weight: float = 1e-4  # the paper's code
     img_adversarial_weight: float = 1e-4
-    label_adversary_weight: float = 0.0  # > 0: keep the label out of z (see module docstring)
+    # > 0: keep the label out of z (see module docstring). On by default: with 0 (the paper) a
+    # Fashion-MNIST CAAE ignored its label (re-labelled test images judged as the requested
+    # class 8% of the time; 80% with 0.1).
+    label_adversary_weight: float = 0.1
 
     def validate(self) -> None:
         require(self.latent_dim >= 1, "latent_dim", "an integer >= 1", self.latent_dim)
