@@ -292,3 +292,89 @@ def test_random_configs_fail_only_with_config_errors(train, model):
             assert "\n" not in str(exc)
         except GenaeError as exc:  # pragma: no cover - any other library error is a bug here
             pytest.fail(f"unexpected {type(exc).__name__}: {exc}")
+
+
+# --- image folders and CelebA attribute files -------------------------------------------------
+def make_folder(root: Path, n: int = 6, mode: str = "RGB", size=(12, 12)) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    from PIL import Image
+
+    for i in range(n):
+        Image.new(mode, size, 40 * i % 255).save(root / f"{i:02d}.png")
+    return root
+
+
+@pytest.fixture()
+def image_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENAE_DATA_DIR", str(tmp_path / "cache"))
+
+
+def test_empty_image_folder_is_refused(tmp_path, image_cache):
+    from genae.data.sources import load_dataset
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="expected at least 2 images"):
+        load_dataset("folder", tmp_path / "empty")
+
+
+def test_folder_of_non_image_files_is_refused_and_strays_are_ignored(tmp_path, image_cache):
+    from genae.data.sources import load_dataset
+
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "notes.txt").write_text("hello")
+    (junk / "data.csv.bak").write_text("1,2")
+    with pytest.raises(DataError, match="expected at least 2 images"):
+        load_dataset("folder", junk)
+    make_folder(junk, n=4)
+    data = load_dataset("folder", junk, image_size=8)
+    assert len(data.train) + len(data.test) == 4  # the text files are not images
+
+
+def test_corrupt_png_in_a_folder_is_named(tmp_path, image_cache):
+    from genae.data.sources import load_dataset
+
+    folder = make_folder(tmp_path / "pics", n=5)
+    (folder / "03.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.raises(DataError, match=r"03\.png"):
+        load_dataset("folder", folder, image_size=8)
+    data = load_dataset("folder", folder, image_size=8, skip_bad_images=True)
+    assert len(data.train) + len(data.test) == 4 and "skipped 1" in data.notes[0]
+
+
+def test_mixed_sizes_and_modes_are_converted_to_one_shape(tmp_path, image_cache):
+    """Documented: centre-cropped, resized, and converted to the first image's colour mode."""
+    from PIL import Image
+
+    from genae.data.sources import load_dataset
+
+    folder = make_folder(tmp_path / "mixed", n=2, mode="RGB", size=(16, 16))
+    Image.new("RGBA", (30, 20), (10, 20, 30, 128)).save(folder / "10.png")
+    Image.new("P", (9, 14), 3).save(folder / "11.png")
+    Image.new("L", (40, 40), 200).save(folder / "12.png")
+    data = load_dataset("folder", folder, image_size=8)
+    images = torch.cat([data.train.images, data.test.images])
+    assert images.shape[1:] == (3, 8, 8) and len(images) == 5
+
+
+def test_celeba_attribute_values_and_extra_columns_are_checked(tmp_path, monkeypatch):
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_image_data import make_celeba
+
+    from genae.data.sources import load_dataset
+
+    monkeypatch.setenv("GENAE_DATA_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "celeba"
+    make_celeba(root)
+    path = root / "list_attr_celeba.txt"
+    good = path.read_text().splitlines()
+    bad_value = list(good)
+    bad_value[4] = bad_value[4].rsplit(" ", 1)[0] + " 2"
+    path.write_text("\n".join(bad_value) + "\n")
+    with pytest.raises(DataError, match=r"list_attr_celeba.txt:5: attribute Young is .2., expected 1 or -1"):
+        load_dataset("celeba", root, image_size=8, attributes=["Male", "Smiling", "Young"])
+    extra = list(good)
+    extra[4] = extra[4] + " 1"
+    path.write_text("\n".join(extra) + "\n")
+    with pytest.raises(DataError, match=r"list_attr_celeba.txt:5: expected an image name and"):
+        load_dataset("celeba", root, image_size=8, attributes=["Male"])
