@@ -313,11 +313,14 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     import genae  # noqa: F401  (registers models before the parser lists them)
+    from genae.training.distributed import leave_process_group
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        leave_process_group(wait=True)
+        return code
     except TrainingError as exc:
         from genae.training.trainer import TrainingInterrupted
 
@@ -329,6 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("genae: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        leave_process_group(wait=False)  # no-op when already left or never joined
 
 
 if __name__ == "__main__":

@@ -42,11 +42,7 @@ RUNNER = textwrap.dedent(
         return original(self, *args)
 
     memory.TensorData.training_batch = training_batch
-    code = main(sys.argv[1:])
-    import torch.distributed as dist
-    if dist.is_initialized():
-        dist.destroy_process_group()
-    sys.exit(code)
+    sys.exit(main(sys.argv[1:]))
     """
 )
 

@@ -371,7 +371,8 @@ def test_celeba_attribute_values_and_extra_columns_are_checked(tmp_path, monkeyp
     bad_value = list(good)
     bad_value[4] = bad_value[4].rsplit(" ", 1)[0] + " 2"
     path.write_text("\n".join(bad_value) + "\n")
-    with pytest.raises(DataError, match=r"list_attr_celeba.txt:5: attribute Young is .2., expected 1 or -1"):
+    expected = r"list_attr_celeba.txt:5: attribute Young is .2., expected 1 or -1"
+    with pytest.raises(DataError, match=expected):
         load_dataset("celeba", root, image_size=8, attributes=["Male", "Smiling", "Young"])
     extra = list(good)
     extra[4] = extra[4] + " 1"

@@ -110,6 +110,14 @@ def wrap(model: nn.Module, world: World) -> nn.Module:
     )
 
 
-def shutdown(world: World) -> None:
-    if world.distributed and dist.is_initialized():
-        dist.destroy_process_group()
+def leave_process_group(wait: bool = True) -> None:
+    """Tear the process group down, after waiting for every rank when `wait` (the normal end:
+    a rank that exits while another still uses the group aborts in gloo's teardown with
+    'terminate called without an active exception'). On an error path it does not wait, since
+    the other ranks may never arrive."""
+    if dist.is_available() and dist.is_initialized():
+        try:
+            if wait:
+                dist.barrier()
+        finally:
+            dist.destroy_process_group()
