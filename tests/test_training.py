@@ -260,3 +260,17 @@ def test_cvae_converges_faster_than_vae_on_fashion_mnist():
     vae = fit("vae", model_config=model_config, train_config=cfg, data=data)
     cvae = fit("cvae", model_config=model_config, train_config=cfg, data=data)
     assert cvae.history[0]["neg_elbo"] < vae.history[0]["neg_elbo"] - 3
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains_and_resumes(digits, tmp_path, precision):
+    cfg = train_cfg(epochs=2, precision=precision, checkpoint_every=4)
+    run = fit("vae", model_config=TINY, train_config=cfg, data=digits, run_dir=tmp_path / "a")
+    assert run.history[-1]["neg_elbo"] < run.history[0]["neg_elbo"]
+    _, meta = load_checkpoint(tmp_path / "a" / "checkpoint.safetensors")
+    if precision == "fp16":  # the gradient scaler's state travels with the checkpoint
+        assert meta["state"]["scalers"]["loss"]["scale"] > 0
+    longer = fit(
+        "vae", train_config={"epochs": 3}, data=digits, run_dir=tmp_path / "a", resume=True
+    )
+    assert len(longer.history) == 3
