@@ -2,49 +2,11 @@
 and a killed 2-rank run resumes exactly."""
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
+from faults import run_genae
 from safetensors.torch import load_file
-
-RUNNER = textwrap.dedent(
-    """
-    import os, signal, sys
-    import genae.models.latent as latent
-    from genae.data import memory
-    from genae.cli import main
-
-    if os.environ.get("NO_NOISE") == "1":
-        # Same trajectory check: remove the sampling noise, which differs between a rank's
-        # stream and the single process's, so only the gradient averaging is compared. The
-        # AAE's prior draws become one fixed code, whose batch mean is the same on any split.
-        import torch
-        import genae.nn.priors as priors
-        latent.reparameterize = lambda mean, log_var: mean
-        priors.NormalPrior.sample = (
-            lambda self, n, generator=None, device=None:
-            torch.full((n, self.dim), 0.3, device=device or "cpu")
-        )
-    at = int(os.environ.get("FAULT_AT_BATCH", "0"))
-    rank = int(os.environ.get("RANK", "0"))
-    calls = 0
-    original = memory.TensorData.training_batch
-
-    def training_batch(self, *args):
-        global calls
-        calls += 1
-        if rank == 0 and calls == at:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return original(self, *args)
-
-    memory.TensorData.training_batch = training_batch
-    sys.exit(main(sys.argv[1:]))
-    """
-)
 
 AAE_ARGS = [
     "train",
@@ -85,25 +47,8 @@ ARGS = [
 
 
 def launch(tmp_path, out, nproc, *extra, env=None, args=None):
-    script = tmp_path / "runner.py"
-    script.write_text(RUNNER)
-    command = [sys.executable, str(script)]
-    if nproc > 1:
-        command = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            f"--nproc-per-node={nproc}",
-            str(script),
-        ]
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run(
-        [*command, *(args or ARGS), "--out", str(out), *extra],
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    return run_genae(
+        tmp_path, [*(args or ARGS), "--out", str(out), *extra], nproc=nproc, **(env or {})
     )
 
 

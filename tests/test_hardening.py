@@ -10,11 +10,11 @@ import random
 import struct
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import torch
+from faults import run_genae
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file
@@ -26,43 +26,6 @@ from genae.errors import CheckpointError, ConfigError, DataError, GenaeError
 from genae.models.vae import VAEConfig
 from genae.training.checkpoint import load_checkpoint
 from genae.training.rundir import load
-
-FAULTS = textwrap.dedent(
-    """
-    import os, signal, sys
-    from genae.data import memory
-    from genae.training import checkpoint
-    from genae.cli import main
-
-    kill_at = int(os.environ.get("KILL_AT_BATCH", "0"))
-    kill_in_write = int(os.environ.get("KILL_IN_CHECKPOINT_WRITE", "0"))
-    calls = writes = 0
-    original_batch = memory.TensorData.training_batch
-    original_save = checkpoint.save_file
-
-    def training_batch(self, *args):
-        global calls
-        calls += 1
-        if calls == kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return original_batch(self, *args)
-
-    def save_file(tensors, path, metadata=None):
-        global writes
-        writes += 1
-        if writes == kill_in_write:  # half a file on disk, then the power goes
-            with open(path, "wb") as handle:
-                handle.write(b"partial")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.kill(os.getpid(), signal.SIGKILL)
-        return original_save(tensors, path, metadata=metadata)
-
-    memory.TensorData.training_batch = training_batch
-    checkpoint.save_file = save_file
-    sys.exit(main(sys.argv[1:]))
-    """
-)
 
 ARGS = [
     "train",
@@ -87,15 +50,7 @@ QUICK = [*ARGS[:4], *ARGS[6:10], "--no-progress", "--snapshot-epochs", "1"]
 
 
 def run(tmp_path: Path, out: Path, *extra: str, **env: str) -> subprocess.CompletedProcess:
-    script = tmp_path / "faults.py"
-    script.write_text(FAULTS)
-    return subprocess.run(
-        [sys.executable, str(script), *ARGS, "--out", str(out), *extra],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_genae(tmp_path, [*ARGS, "--out", str(out), *extra], **env)
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +73,7 @@ def test_ten_kills_at_random_moments_still_end_on_the_same_weights(tmp_path, ref
     for _ in range(10):
         # before the first checkpoint there is nothing to resume: start again
         again = "--resume" if (out / "checkpoint.safetensors").exists() else "--force"
-        result = run(tmp_path, out, again, KILL_AT_BATCH=str(rng.randint(1, 8)))
+        result = run(tmp_path, out, again, FAULT_AT_BATCH=str(rng.randint(1, 8)))
         assert result.returncode == -9, result.stderr
     finished = run(tmp_path, out, "--resume")
     assert finished.returncode == 0, finished.stderr
@@ -128,7 +83,7 @@ def test_ten_kills_at_random_moments_still_end_on_the_same_weights(tmp_path, ref
 
 def test_kill_inside_a_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, reference):
     out = tmp_path / "run"
-    killed = run(tmp_path, out, KILL_IN_CHECKPOINT_WRITE="3")
+    killed = run(tmp_path, out, FAULT_IN_CHECKPOINT_WRITE="3")
     assert killed.returncode == -9
     _, meta = load_checkpoint(out / "checkpoint.safetensors")  # the second write, intact
     assert meta["state"]["global_step"] == 6

@@ -2,15 +2,12 @@
 non-finite losses."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import torch
+from faults import run_genae
 from safetensors.torch import load_file
 
 from genae.api import fit
@@ -113,29 +110,6 @@ def test_resume_after_crash_mid_epoch_is_exact(digits, tmp_path, monkeypatch):
     assert [m["neg_elbo"] for m in resumed.history] == [m["neg_elbo"] for m in full_metrics]
 
 
-KILLER = textwrap.dedent(
-    """
-    import os, signal, sys
-    from genae.data import memory
-    from genae.cli import main
-
-    at = int(os.environ["FAULT_AT_BATCH"])
-    sig = getattr(signal, os.environ["FAULT_SIGNAL"])
-    calls = 0
-    original = memory.TensorData.batch
-
-    def batch(self, index):
-        global calls
-        calls += 1
-        if calls == at:
-            os.kill(os.getpid(), sig)
-        return original(self, index)
-
-    memory.TensorData.batch = batch
-    sys.exit(main(sys.argv[1:]))
-    """
-)
-
 TRAIN_ARGS = [
     "train",
     "vae",
@@ -156,12 +130,7 @@ TRAIN_ARGS = [
 
 
 def run_cli(args, tmp_path, fault_at=None, fault_signal="SIGKILL"):
-    script = tmp_path / "killer.py"
-    script.write_text(KILLER)
-    env = dict(os.environ, FAULT_AT_BATCH=str(fault_at or 0), FAULT_SIGNAL=fault_signal)
-    return subprocess.run(
-        [sys.executable, str(script), *args], env=env, capture_output=True, text=True, timeout=300
-    )
+    return run_genae(tmp_path, args, FAULT_AT_BATCH=str(fault_at or 0), FAULT_SIGNAL=fault_signal)
 
 
 @pytest.fixture(scope="module")
