@@ -12,7 +12,7 @@ import difflib
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -204,15 +204,6 @@ class TrainConfig:
         require(
             self.eval_batch_size >= 1, "eval_batch_size", "an integer >= 1", self.eval_batch_size
         )
-
-
-@dataclass
-class RunConfig:
-    """A whole run: which model, its config, and the training config."""
-
-    model: str
-    model_config: dict[str, Any] = field(default_factory=dict)
-    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -129,6 +129,8 @@ def test_bad_label_budgets_are_clear_errors(digits):
         fit("m2", model_config=SMALL, train_config={**quick, "labels": "many"}, data=digits)
     with pytest.raises(ConfigError, match="not semi-supervised"):
         fit("vae", train_config={**quick, "labels": "100"}, data=digits)
+    with pytest.raises(ConfigError, match="hidden: expected 1 or more positive layer widths"):
+        build_model("m2", {**SMALL, "hidden": []}, digits.spec)  # the posterior head needs one
     unlabelled = from_arrays(torch.rand(50, 1, 4, 4))
     with pytest.raises(ConfigError, match="class labels"):
         fit("m2", model_config=SMALL, train_config=quick, data=unlabelled)

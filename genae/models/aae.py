@@ -31,7 +31,7 @@ from genae.errors import ConfigError
 from genae.models.base import Batch, GenerativeModel, LossTerms, Phase, parameters_of
 from genae.models.registry import register
 from genae.nn.adversarial import discriminator_accuracy, discriminator_loss, generator_loss
-from genae.nn.blocks import ACTIVATIONS, mlp, standard_normal
+from genae.nn.blocks import mlp, require_mlp_fields, standard_normal
 from genae.nn.likelihoods import Bernoulli
 from genae.nn.noise import NOISE_KINDS, InputNoise
 from genae.nn.priors import PRIORS, make_prior
@@ -63,19 +63,7 @@ class AAEConfig:
 def _validate_networks(config: AAEConfig | CategoricalAAEConfig) -> None:
     """Checks of the fields every adversarial autoencoder config has."""
     require(config.latent_dim >= 1, "latent_dim", "an integer >= 1", config.latent_dim)
-    require(all(h >= 1 for h in config.hidden), "hidden", "positive layer widths", config.hidden)
-    require(
-        all(h >= 1 for h in config.disc_hidden),
-        "disc_hidden",
-        "positive layer widths",
-        config.disc_hidden,
-    )
-    require(
-        config.activation in ACTIVATIONS,
-        "activation",
-        f"one of {sorted(ACTIVATIONS)}",
-        config.activation,
-    )
+    require_mlp_fields(config.activation, hidden=config.hidden, disc_hidden=config.disc_hidden)
     require(
         config.input_noise in NOISE_KINDS,
         "input_noise",

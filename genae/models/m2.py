@@ -28,7 +28,13 @@ from genae.errors import CheckpointError, ConfigError
 from genae.models.base import Batch, GenerativeModel, LossTerms, Phase, parameters_of
 from genae.models.registry import register
 from genae.models.vae import VAE, VAEConfig
-from genae.nn.blocks import ACTIVATIONS, GaussianHead, mlp, reparameterize, standard_normal
+from genae.nn.blocks import (
+    GaussianHead,
+    mlp,
+    reparameterize,
+    require_mlp_fields,
+    standard_normal,
+)
 from genae.nn.divergences import kl_normal_standard
 from genae.nn.likelihoods import Bernoulli, LearnedGaussian, Likelihood
 from genae.training.checkpoint import load_weights
@@ -50,20 +56,10 @@ class M2Config:
 
     def validate(self) -> None:
         require(self.latent_dim >= 1, "latent_dim", "an integer >= 1", self.latent_dim)
-        require(all(h >= 1 for h in self.hidden), "hidden", "positive layer widths", self.hidden)
-        require(
-            all(h >= 1 for h in self.classifier_hidden),
-            "classifier_hidden",
-            "positive layer widths",
-            self.classifier_hidden,
-        )
+        # the posterior head reads the last hidden layer, so there must be one
+        require_mlp_fields(self.activation, min_layers=1, hidden=self.hidden)
+        require_mlp_fields(self.activation, classifier_hidden=self.classifier_hidden)
         require(self.alpha >= 0, "alpha", "a weight >= 0", self.alpha)
-        require(
-            self.activation in ACTIVATIONS,
-            "activation",
-            f"one of {sorted(ACTIVATIONS)}",
-            self.activation,
-        )
 
 
 def entropy_of_logits(logits: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@ from genae.config import require
 from genae.data.types import DataSpec
 from genae.models.latent import GaussianLatentVAE
 from genae.models.registry import register
-from genae.nn.blocks import ACTIVATIONS, GaussianHead, mlp
+from genae.nn.blocks import GaussianHead, mlp, require_mlp_fields
 from genae.nn.likelihoods import make_likelihood
 
 
@@ -31,14 +31,8 @@ class VAEConfig:
 
     def validate(self) -> None:
         require(self.latent_dim >= 1, "latent_dim", "an integer >= 1", self.latent_dim)
-        require(all(h >= 1 for h in self.hidden), "hidden", "positive layer widths", self.hidden)
+        require_mlp_fields(self.activation, hidden=self.hidden)
         require(0.0 <= self.dropout < 1.0, "dropout", "a probability in [0, 1)", self.dropout)
-        require(
-            self.activation in ACTIVATIONS,
-            "activation",
-            f"one of {sorted(ACTIVATIONS)}",
-            self.activation,
-        )
         make_likelihood(self.likelihood, self.decoder_std)
 
 

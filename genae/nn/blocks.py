@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from genae.config import require
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "leaky_relu": nn.LeakyReLU,
@@ -14,6 +16,21 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "elu": nn.ELU,
     "softplus": nn.Softplus,
 }
+
+
+def require_mlp_fields(activation: str, *, min_layers: int = 0, **widths: Sequence[int]) -> None:
+    """Config checks shared by every model built from `mlp`: a known activation, and for each
+    named width list positive widths (at least `min_layers` of them)."""
+    require(activation in ACTIVATIONS, "activation", f"one of {sorted(ACTIVATIONS)}", activation)
+    for name, value in widths.items():
+        require(
+            len(value) >= min_layers and all(h >= 1 for h in value),
+            name,
+            f"{min_layers} or more positive layer widths"
+            if min_layers
+            else "positive layer widths",
+            value,
+        )
 
 
 def mlp(

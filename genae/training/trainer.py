@@ -109,9 +109,6 @@ class LossMeter:
     def state(self) -> dict[str, torch.Tensor]:
         return {f"meter.{p}": v for p, v in self.sums.items()}
 
-    def state_names(self) -> dict[str, list[str]]:
-        return self.names
-
     def load_state(self, tensors: dict[str, torch.Tensor], names: dict, count: int) -> None:
         for phase, terms in names.items():
             self.names[phase] = list(terms)
@@ -220,7 +217,7 @@ class Trainer:
             return
         extra = {**self.meter.state(), **{f"rng_rank{r}": t for r, t in enumerate(rng)}}
         state = {
-            "meter_names": self.meter.state_names(),
+            "meter_names": self.meter.names,
             "world_size": self.world.size,
             "scalers": {k: v.state_dict() for k, v in self.scalers.items() if v.is_enabled()},
             "epoch": self.epoch,
