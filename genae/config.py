@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -127,6 +128,13 @@ def require(condition: bool, where: str, expected: str, got: Any) -> None:
         raise ConfigError(f"{where}: expected {expected}, got {got!r}")
 
 
+# Factor on the base learning rate at training progress t in [0, 1).
+LR_SCHEDULES: dict[str, Any] = {
+    "constant": lambda t: 1.0,
+    "cosine": lambda t: 0.5 * (1.0 + math.cos(math.pi * t)),
+}
+
+
 @dataclass
 class TrainConfig:
     """How to train: data, optimisation, logging and checkpointing."""
@@ -136,6 +144,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 100
     lr: float = 1e-3
+    lr_schedule: str = "constant"  # constant | cosine (per step, from lr down to 0 at the end)
     seed: int = 0
     device: str = "cpu"
     binarize: bool = False
@@ -157,6 +166,12 @@ class TrainConfig:
         require(self.epochs >= 1, "epochs", "an integer >= 1", self.epochs)
         require(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
         require(self.lr > 0, "lr", "a positive learning rate", self.lr)
+        require(
+            self.lr_schedule in LR_SCHEDULES,
+            "lr_schedule",
+            "one of " + ", ".join(repr(k) for k in LR_SCHEDULES),
+            self.lr_schedule,
+        )
         require(self.seed >= 0, "seed", "an integer >= 0", self.seed)
         require(
             self.device == "cpu" or self.device.startswith("cuda"),

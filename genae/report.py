@@ -42,6 +42,7 @@ PREFERRED = (
     "recon_mse",
     "accuracy",
     "conditional_accuracy",
+    "reconstruction_judged_accuracy",
     "clustering_accuracy",
     "fid",
 )

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from genae.cli import main
@@ -100,9 +101,37 @@ def test_judge_is_cached_and_its_id_recorded(experiment, cache, capsys):
     about = evaluation["computed_on"]["conditional_accuracy"]
     assert about["classifier"] == judge.id and about["samples"] == 10_000
     assert 0.0 <= evaluation["conditional_accuracy"] <= 1.0
+    assert 0.0 <= evaluation["reconstruction_judged_accuracy"] <= 1.0
+    assert len(about["reconstruction_judged_per_class"]) == 10
     # the judge is an ordinary run: genae evaluate works on it
     result = cli("evaluate", judge.run_dir, "--json")
     assert json.loads(result.out)["accuracy"] == pytest.approx(judge.test_accuracy)
+
+
+def test_reconstruction_ceiling_of_a_perfect_reconstructor_is_the_judges_accuracy(cache):
+    """A model whose reconstructions are the inputs themselves: the judge sees the real test
+    images, so the ceiling must equal the judge's own test accuracy, class by class."""
+    from genae.data.memory import TensorData
+    from genae.data.sources import load_dataset
+    from genae.metrics.classification import judged_reconstruction_accuracy
+    from genae.metrics.registry import EvalContext
+
+    class Identity:
+        spec = load_dataset("digits").spec
+
+        def reconstruct(self, x, y):
+            return x
+
+    test = TensorData(load_dataset("digits").test)
+    judge = judge_module.domain_classifier("digits")
+    overall, per_class = judged_reconstruction_accuracy(
+        EvalContext(Identity(), test, "digits"), judge
+    )
+    predicted = judge.predict(test.batch(torch.arange(len(test))).x)
+    assert overall == pytest.approx(judge.test_accuracy)
+    for c in range(10):
+        mask = test.labels == c
+        assert per_class[c] == pytest.approx((predicted[mask] == c).float().mean().item(), abs=1e-4)
 
 
 def test_experiment_rerun_reuses_finished_runs(experiment, cache):

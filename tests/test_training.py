@@ -2,6 +2,7 @@
 non-finite losses."""
 
 import json
+import math
 import signal
 from pathlib import Path
 
@@ -82,8 +83,9 @@ def test_same_seed_same_weights_other_seed_differs(digits, tmp_path):
     assert c.history[0]["neg_elbo"] != a.history[0]["neg_elbo"]
 
 
-def test_resume_after_crash_mid_epoch_is_exact(digits, tmp_path, monkeypatch):
-    cfg = train_cfg(checkpoint_every=4)
+@pytest.mark.parametrize("lr_schedule", ["constant", "cosine"])
+def test_resume_after_crash_mid_epoch_is_exact(digits, tmp_path, monkeypatch, lr_schedule):
+    cfg = train_cfg(checkpoint_every=4, lr_schedule=lr_schedule)
     fit("vae", model_config=TINY, train_config=cfg, data=digits, run_dir=tmp_path / "full")
 
     calls = {"n": 0}
@@ -108,6 +110,20 @@ def test_resume_after_crash_mid_epoch_is_exact(digits, tmp_path, monkeypatch):
         json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
     ]
     assert [m["neg_elbo"] for m in resumed.history] == [m["neg_elbo"] for m in full_metrics]
+
+
+def test_cosine_schedule_sets_each_steps_learning_rate(digits, tmp_path):
+    """digits: 1437 training images, batch 100 -> 15 steps an epoch, 45 in 3 epochs. The rate
+    of the last step (44) is lr * (1 + cos(pi * 44/45)) / 2; a constant run keeps lr."""
+    for schedule in ("cosine", "constant"):
+        cfg = train_cfg(lr=2e-3, lr_schedule=schedule)
+        fit("vae", model_config=TINY, train_config=cfg, data=digits, run_dir=tmp_path / schedule)
+    _, meta = load_checkpoint(tmp_path / "cosine" / "checkpoint.safetensors")
+    (group,) = meta["optimizers"]["loss"]["param_groups"]
+    assert meta["state"]["global_step"] == 45
+    assert group["lr"] == pytest.approx(2e-3 * 0.5 * (1 + math.cos(math.pi * 44 / 45)), rel=1e-9)
+    _, meta = load_checkpoint(tmp_path / "constant" / "checkpoint.safetensors")
+    assert meta["optimizers"]["loss"]["param_groups"][0]["lr"] == 2e-3
 
 
 TRAIN_ARGS = [

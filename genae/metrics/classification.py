@@ -77,11 +77,36 @@ def conditional_accuracy(ctx: EvalContext) -> Result:
     )
     predicted = judge.predict(images)
     hits = (predicted == labels).float().view(k, per_class).mean(1)
-    return Result(
-        {"conditional_accuracy": float(hits.mean())},
-        {
-            "samples": per_class * k,
-            "per_class": [round(float(h), 4) for h in hits],
-            "classifier": judge.id,
-        },
-    )
+    values = {"conditional_accuracy": float(hits.mean())}
+    about = {
+        "samples": per_class * k,
+        "per_class": [round(float(h), 4) for h in hits],
+        "classifier": judge.id,
+    }
+    ceiling = judged_reconstruction_accuracy(ctx, judge)
+    if ceiling is not None:
+        values["reconstruction_judged_accuracy"] = ceiling[0]
+        about["reconstruction_judged_per_class"] = ceiling[1]
+    return Result(values, about)
+
+
+@torch.no_grad()
+def judged_reconstruction_accuracy(ctx: EvalContext, judge) -> tuple[float, list[float]] | None:
+    """Share of test reconstructions (decoded from the posterior mean, with the true label) that
+    the judge labels correctly, overall and per class; None for models that do not reconstruct.
+
+    The ceiling of conditional_accuracy for this decoder: if the judge cannot tell the class of
+    a reconstruction made with the right label, the decoder's images are too coarse for it, and
+    generated images will not do better. Separates "blurry" from "ignores its label"."""
+    reconstruct = getattr(ctx.model, "reconstruct", None)
+    if reconstruct is None or ctx.test.labels is None or ctx.test.labels.dim() != 1:
+        return None
+    predicted, labels = [], []
+    for batch in ctx.test.batches(1000):
+        predicted.append(judge.predict(reconstruct(batch.x, batch.y)))
+        labels.append(batch.y)
+    hit = torch.cat(predicted).cpu() == torch.cat(labels).cpu()
+    y = torch.cat(labels).cpu()
+    k = ctx.model.spec.num_classes
+    per_class = [round(float(hit[y == c].float().mean()), 4) for c in range(k) if (y == c).any()]
+    return float(hit.float().mean()), per_class

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from genae.config import TrainConfig
+from genae.config import LR_SCHEDULES, TrainConfig
 from genae.data.memory import TensorData, seeded_generator
 from genae.errors import CheckpointError, NonFiniteLossError, TrainingError
 from genae.models.base import GenerativeModel
@@ -194,6 +194,9 @@ class Trainer:
             p.name: make_optimizer(p.parameters, p.lr or config.lr, p.betas, device)
             for p in self.phases
         }
+        for optimizer in self.optimizers.values():
+            for group in optimizer.param_groups:
+                group.setdefault("initial_lr", group["lr"])
         self.history: list[dict[str, Any]] = []
         self.epoch = 1  # the epoch in progress (or next to start)
         self.step_in_epoch = 0  # steps of `epoch` already done
@@ -300,8 +303,12 @@ class Trainer:
         )
         started, first_step = time.perf_counter(), self.step_in_epoch
         device_type = self.train_data.device.type
+        schedule = LR_SCHEDULES[cfg.lr_schedule]
+        total_steps = cfg.epochs * len(index_batches)
         for index in index_batches[self.step_in_epoch :]:
             index = self.world.shard(index)
+            if cfg.lr_schedule != "constant":  # a function of the step alone: resume-exact
+                self._set_lr_factor(schedule(self.global_step / total_steps))
             batch = self.train_data.training_batch(index, cfg.seed, self.epoch, self.step_in_epoch)
             for phase in self.phases:
                 with torch.autocast(
@@ -337,6 +344,11 @@ class Trainer:
         elapsed = time.perf_counter() - started
         examples = sum(len(i) for i in index_batches[first_step:])  # over all ranks
         self._epoch_speed = examples / elapsed if elapsed > 0 else math.nan
+
+    def _set_lr_factor(self, factor: float) -> None:
+        for optimizer in self.optimizers.values():
+            for group in optimizer.param_groups:
+                group["lr"] = group["initial_lr"] * factor
 
     def _end_epoch(self) -> None:
         cfg = self.config
