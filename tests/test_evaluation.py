@@ -134,6 +134,38 @@ def test_reconstruction_ceiling_of_a_perfect_reconstructor_is_the_judges_accurac
         assert per_class[c] == pytest.approx((predicted[mask] == c).float().mean().item(), abs=1e-4)
 
 
+def test_relabel_accuracy_catches_a_generator_that_ignores_the_label(cache):
+    """relabel(x, y') must show class y'. A model returning x unchanged ignores the label: the
+    judge then sees the original class, never the requested one (score ~0). A model returning a
+    real test image of class y' follows the label perfectly (score ~ the judge's accuracy)."""
+    from genae.data.memory import TensorData
+    from genae.data.sources import load_dataset
+    from genae.metrics.classification import judged_relabel_accuracy
+    from genae.metrics.registry import EvalContext
+
+    test = TensorData(load_dataset("digits").test)
+    everything = test.batch(torch.arange(len(test)))
+    first_of_class = {c: everything.x[everything.y == c][:1] for c in range(10)}
+
+    class IgnoresLabel:
+        spec = load_dataset("digits").spec
+
+        def relabel(self, x, y):
+            return x
+
+    class FollowsLabel(IgnoresLabel):
+        def relabel(self, x, y):
+            return torch.cat([first_of_class[int(c)] for c in y])
+
+    judge = judge_module.domain_classifier("digits")
+    ignores = judged_relabel_accuracy(EvalContext(IgnoresLabel(), test, "digits"), judge)
+    follows = judged_relabel_accuracy(EvalContext(FollowsLabel(), test, "digits"), judge)
+    predicted = judge.predict(torch.cat([first_of_class[c] for c in range(10)]))
+    assert ignores < 0.05
+    assert follows == pytest.approx((predicted == torch.arange(10)).float().mean().item(), abs=0.12)
+    assert follows > 0.8
+
+
 def test_experiment_rerun_reuses_finished_runs(experiment, cache):
     out, _ = experiment
     before = (out / "vae" / "model.safetensors").read_bytes()

@@ -87,7 +87,35 @@ def conditional_accuracy(ctx: EvalContext) -> Result:
     if ceiling is not None:
         values["reconstruction_judged_accuracy"] = ceiling[0]
         about["reconstruction_judged_per_class"] = ceiling[1]
+    relabelled = judged_relabel_accuracy(ctx, judge)
+    if relabelled is not None:
+        values["relabel_accuracy"] = relabelled
     return Result(values, about)
+
+
+def _test_pairs(ctx: EvalContext):
+    """Test batches with class labels, or None when the split has none."""
+    if ctx.test.labels is None or ctx.test.labels.dim() != 1:
+        return None
+    return ctx.test.batches(1000)
+
+
+@torch.no_grad()
+def judged_relabel_accuracy(ctx: EvalContext, judge) -> float | None:
+    """Share of test images re-generated under another class (`model.relabel(x, y')`, the CAAE
+    paper's use: same code, new label) that the judge labels with the new class. Every image
+    gets a different class, cycling through the K - 1 others. None without `relabel`."""
+    relabel = getattr(ctx.model, "relabel", None)
+    batches = _test_pairs(ctx)
+    if relabel is None or batches is None:
+        return None
+    k, hits, seen = ctx.model.spec.num_classes, 0, 0
+    for batch in batches:
+        offset = 1 + (torch.arange(seen, seen + len(batch.y), device=batch.y.device) % (k - 1))
+        target = (batch.y + offset) % k
+        hits += int((judge.predict(relabel(batch.x, target)).to(target.device) == target).sum())
+        seen += len(target)
+    return hits / seen
 
 
 @torch.no_grad()
@@ -99,10 +127,11 @@ def judged_reconstruction_accuracy(ctx: EvalContext, judge) -> tuple[float, list
     a reconstruction made with the right label, the decoder's images are too coarse for it, and
     generated images will not do better. Separates "blurry" from "ignores its label"."""
     reconstruct = getattr(ctx.model, "reconstruct", None)
-    if reconstruct is None or ctx.test.labels is None or ctx.test.labels.dim() != 1:
+    batches = _test_pairs(ctx)
+    if reconstruct is None or batches is None:
         return None
     predicted, labels = [], []
-    for batch in ctx.test.batches(1000):
+    for batch in batches:
         predicted.append(judge.predict(reconstruct(batch.x, batch.y)))
         labels.append(batch.y)
     hit = torch.cat(predicted).cpu() == torch.cat(labels).cpu()

@@ -299,6 +299,10 @@ class CAAE(GenerativeModel):
         """Images x re-generated under labels y (the paper's age progression)."""
         return self.decode(self.encode(x), self.condition_vector(y))
 
+    def reconstruct(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Images x re-generated under their own labels."""
+        return self.relabel(x, y)
+
     def evaluate(self, batch: Batch) -> dict[str, torch.Tensor]:
         label = self.condition_vector(batch.y)
         z = self.encode(batch.x)
