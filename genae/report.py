@@ -381,6 +381,30 @@ def latent_png(run: RunInfo) -> bytes | None:
     return latent_scatter_png(codes.cpu().numpy(), labels, names, f"{run.name} ({run.model})")
 
 
+PICTURE_CAPTIONS = {
+    "latent.png": "test codes over the prior's density, coloured by class",
+    "class_grid.png": "samples, one row per class or category",
+    "caae_grid.png": "first column: a test image; then the same code under each label",
+}
+
+
+def pictures_section(runs: list[RunInfo]) -> str:
+    """The pictures each run wrote after training (`RUN_DIR/pictures`), e.g. an adversarial
+    autoencoder's codes over its prior or a CAAE's label grid."""
+    figures = []
+    for run in runs:
+        for png in sorted((run.path / rundir.PICTURES_DIR).glob("*.png")):
+            caption = f"{run.name}: {PICTURE_CAPTIONS.get(png.name, png.stem)}"
+            figures.append(
+                f'<figure><img class="plot" alt="{esc(caption)}" '
+                f'src="{data_uri(png.read_bytes())}"><figcaption>{esc(caption)}</figcaption>'
+                "</figure>"
+            )
+    if not figures:
+        return ""
+    return "<h2>Pictures</h2><div class='figures'>" + "".join(figures) + "</div>"
+
+
 def configs_section(runs: list[RunInfo]) -> str:
     out = ["<h2>Configurations</h2>"]
     for run in runs:
@@ -480,6 +504,7 @@ def build_report(
         samples_section(runs),
         curves_section(runs),
         latent_section(runs),
+        pictures_section(runs),
         configs_section(runs),
         '<p id="image-check" data-broken="-1"></p>',
     ]

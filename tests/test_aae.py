@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -215,6 +216,38 @@ def test_label_prior_puts_each_class_in_its_region(digits):
     # so agreement rises late; a few hundred steps already put it well above chance.
     agreement = max(h["prior_region_agreement"] for h in run.history[-3:])
     assert agreement > 0.25, f"prior_region_agreement {agreement:.2f} (chance 0.1)"
+
+
+@pytest.mark.parametrize(
+    ("model", "config", "pictures"),
+    [
+        (
+            "aae",
+            {**TINY, "latent_dim": 2, "prior": "mixture", "label_prior": True},
+            {"latent.png", "class_grid.png"},
+        ),
+        ("aae", {**TINY, "latent_dim": 2, "prior": "swiss-roll"}, {"latent.png"}),
+        ("aae-cluster", {**TINY, "latent_dim": 2, "clusters": 4}, {"latent.png", "class_grid.png"}),
+        ("caae", {"latent_dim": 4, "channels": [8], "img_disc_channels": [8]}, {"caae_grid.png"}),
+    ],
+)
+def test_training_writes_the_models_pictures(digits, tmp_path, model, config, pictures):
+    """After the last epoch the run directory holds the pictures the model supports, as PNGs
+    with something drawn in them."""
+    from PIL import Image
+
+    fit(
+        model,
+        model_config=config,
+        train_config=train_cfg(epochs=1),
+        data=digits,
+        run_dir=tmp_path / "run",
+    )
+    written = {p.name for p in (tmp_path / "run" / "pictures").iterdir()}
+    assert written == pictures
+    for name in written:
+        pixels = np.asarray(Image.open(tmp_path / "run" / "pictures" / name), dtype=float)
+        assert pixels.std() > 5, f"{name} is blank"
 
 
 def test_label_prior_with_a_label_budget_and_without_labels(digits):

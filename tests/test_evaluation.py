@@ -285,8 +285,9 @@ def test_report_renders_in_headless_chromium(experiment, tmp_path):
     assert check, "the page's image check did not run"
     images = int(re.search(r'data-images="(\d+)"', check.group(0)).group(1))
     broken = int(re.search(r'data-broken="(-?\d+)"', check.group(0)).group(1))
-    assert broken == 0 and images >= 7  # 4 sample grids, a curve, 2 latent plots
-    for heading in ("Claims", "Samples by epoch", "Final metrics", "Configurations"):
+    # 4 sample grids, a curve, 2 latent plots, the CVAE's class grid
+    assert broken == 0 and images >= 8
+    for heading in ("Claims", "Samples by epoch", "Final metrics", "Pictures", "Configurations"):
         assert f"<h2>{heading}</h2>" in dom.stdout
     assert dom.stdout.count("<table") >= 4
 

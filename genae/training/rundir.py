@@ -27,6 +27,7 @@ WEIGHTS_FILE = "model.safetensors"
 CHECKPOINT_FILE = "checkpoint.safetensors"
 METRICS_FILE = "metrics.jsonl"
 SAMPLES_DIR = "samples"
+PICTURES_DIR = "pictures"  # latent scatter, class grid, CAAE grid: written after the last epoch
 RUN_FORMAT = 1  # bumped when the layout or config.json changes incompatibly
 
 

@@ -365,6 +365,8 @@ class Trainer:
             at_snapshot = self.epoch in cfg.snapshot_epochs or self.epoch == cfg.epochs
             if at_snapshot and self.model.generative:
                 self.write_snapshot()
+            if self.epoch == cfg.epochs and self.model.generative and self.test_data is not None:
+                self.write_pictures()
             save_weights(self.run_dir / rundir.WEIGHTS_FILE, self.model)
         if self.world.is_main:
             summary = "  ".join(
@@ -378,6 +380,20 @@ class Trainer:
             self.save_checkpoint()
             if self.world.is_main:
                 rundir.write_metrics(self.run_dir, self.history)
+
+    def write_pictures(self) -> None:
+        """The model's pictures of its test codes and classes (whichever it supports)."""
+        from genae.viz.latent import write_pictures
+
+        test = self.test_data
+        write_pictures(
+            self.model,
+            test.images[:5000],
+            None if test.labels is None else test.labels[:5000],
+            self.run_dir / rundir.PICTURES_DIR,
+            generator_seed=self.config.seed,
+        )
+        self.model.train()
 
     def write_snapshot(self) -> None:
         from genae.viz.grids import save_sample_grid
