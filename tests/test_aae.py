@@ -343,8 +343,16 @@ def test_caae_shapes_64x64_rgb_with_attributes():
         assert torch.isfinite(terms["loss"])
     assert model.relabel(x, -y).shape == (4, 3, 64, 64)
     metrics = model.evaluate(Batch(x, y))
-    assert set(metrics) == {"recon_l1", "recon_mse", "label_sensitivity"}
+    assert set(metrics) == {"recon_l1", "recon_mse", "label_sensitivity", "code_sensitivity"}
     assert all(v.shape == (4,) for v in metrics.values())
+    assert (metrics["code_sensitivity"] > 0).all()
+    # A generator blind to z (its first layer's z columns zeroed) draws one image per label:
+    # code_sensitivity says so, while the label still matters.
+    with torch.no_grad():
+        model.generator.fc.weight[:, : model.config.latent_dim] = 0
+    metrics = model.evaluate(Batch(x, y))
+    assert metrics["code_sensitivity"].abs().max() < 1e-6
+    assert (metrics["label_sensitivity"] > 0).all()
     run = fit(
         "caae",
         model_config={"channels": [4], "img_disc_channels": [4], "latent_dim": 3},

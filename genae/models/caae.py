@@ -21,7 +21,9 @@ Lample et al. (2017, Fader networks): a classifier C tries to read the label fro
 encoder is trained to leave it guessing (its prediction pushed to uniform), so z carries no
 label and the generator must take the class from the label input. `label_sensitivity` in the
 metrics shows whether the label matters: the mean absolute change of the output when the label
-is replaced by another one.
+is replaced by another one. `code_sensitivity` is the opposite check, the change when the code
+is replaced by another image's: near 0, the generator draws one template per label and ignores
+z (what too strong a label adversary does: z then carries nothing at all).
 
 With the paper's z-adversarial weight (1e-4) the codes do not fill the uniform prior, so images
 generated from prior samples (rather than from encoded images) are poor; a larger
@@ -308,10 +310,12 @@ class CAAE(GenerativeModel):
         z = self.encode(batch.x)
         recon = self.decode(z, label)
         swapped = self.decode(z, self.condition_vector(self.other_labels(batch.y)))
+        other_code = self.decode(z.roll(1, dims=0), label)
         return {
             "recon_l1": (recon - batch.x).abs().flatten(1).mean(-1),
             "recon_mse": (recon - batch.x).pow(2).flatten(1).mean(-1),
             "label_sensitivity": (swapped - recon).abs().flatten(1).mean(-1),
+            "code_sensitivity": (other_code - recon).abs().flatten(1).mean(-1),
         }
 
     def prior_sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
