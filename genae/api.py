@@ -35,6 +35,7 @@ RESUMABLE_CHANGES = frozenset(
         "device",
         "data_dir",
         "eval_batch_size",
+        "stop_on_collapse",
     }
 )
 

@@ -1,5 +1,6 @@
 """Adversarial autoencoders and CAAE: priors, phase wiring, learning on digits, shapes."""
 
+import json
 import math
 
 import numpy as np
@@ -294,6 +295,56 @@ def test_a_diverging_aae_stops_with_a_named_term(digits, monkeypatch):
     with pytest.raises(NonFiniteLossError) as info:
         fit("aae", model_config=TINY, train_config=train_cfg(epochs=1, log_every=3), data=digits)
     assert info.value.term == "regularization.loss" and info.value.step == 0
+
+
+def test_collapse_diagnosis_reads_discriminator_accuracies():
+    from genae.nn.adversarial import adversarial_collapse
+
+    assert adversarial_collapse({"discriminator.accuracy": 0.95, "reconstruction.loss": 3}) is None
+    # a classifier's accuracy is not a discriminator's
+    assert adversarial_collapse({"supervised.accuracy": 1.0}) is None
+    message = adversarial_collapse(
+        {
+            "discriminator.y_accuracy": 1.0,
+            "discriminator.z_accuracy": 0.6,
+            "z_discriminator.loss": 0,
+        }
+    )
+    assert "discriminator.y_accuracy 1.0000" in message and "z_accuracy" not in message
+
+
+def test_an_aae_whose_discriminator_wins_outright_stops_as_collapsed(digits, tmp_path):
+    """An encoder that never tries to fool its discriminator (regularisation switched off) lets
+    the discriminator win every time: training stops after that epoch, which is kept, and says
+    why; --stop-on-collapse false trains on."""
+    from genae.errors import TrainingError
+    from genae.models.aae import AAE
+
+    def no_regularisation(self, batch):
+        zero = self.encoder[0].weight.sum() * 0.0
+        return {"loss": zero}
+
+    config = {**TINY, "latent_dim": 2, "prior": "uniform"}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(AAE, "regularization_loss", no_regularisation)
+        with pytest.raises(TrainingError, match=r"epoch \d+: the adversarial game collapsed"):
+            fit(
+                "aae",
+                model_config=config,
+                train_config=train_cfg(epochs=10, lr=3e-3),
+                data=digits,
+                run_dir=tmp_path / "run",
+            )
+        rows = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+        assert 1 <= len(rows) < 10
+        assert json.loads(rows[-1])["train_discriminator.accuracy"] >= 0.999
+        run = fit(
+            "aae",
+            model_config=config,
+            data=digits,
+            train_config=train_cfg(epochs=len(rows) + 1, lr=3e-3, stop_on_collapse=False),
+        )
+        assert len(run.history) == len(rows) + 1
 
 
 # --- CAAE -----------------------------------------------------------------------------------

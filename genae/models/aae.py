@@ -30,7 +30,12 @@ from genae.data.types import DataSpec
 from genae.errors import ConfigError
 from genae.models.base import Batch, GenerativeModel, LossTerms, Phase, parameters_of
 from genae.models.registry import register
-from genae.nn.adversarial import discriminator_accuracy, discriminator_loss, generator_loss
+from genae.nn.adversarial import (
+    adversarial_collapse,
+    discriminator_accuracy,
+    discriminator_loss,
+    generator_loss,
+)
 from genae.nn.blocks import mlp, require_mlp_fields, standard_normal
 from genae.nn.likelihoods import Bernoulli
 from genae.nn.noise import NOISE_KINDS, InputNoise
@@ -88,6 +93,9 @@ class _AdversarialAE(GenerativeModel):
             lr=self.config.adversarial_lr or None,
             betas=ADVERSARIAL_BETAS,
         )
+
+    def training_problem(self, train_means: dict[str, float]) -> str | None:
+        return adversarial_collapse(train_means)
 
     def _recon_nll(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return -self.likelihood.log_prob(logits, x.flatten(1))

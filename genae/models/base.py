@@ -105,6 +105,12 @@ class GenerativeModel(nn.Module):
         """Per-example test metrics, each a tensor of shape (B,); the trainer averages them."""
         raise NotImplementedError
 
+    def training_problem(self, train_means: dict[str, float]) -> str | None:
+        """A one-line diagnosis when the epoch's training averages ("phase.term" keys) show that
+        training has failed in a way the model knows about (e.g. a collapsed adversarial game);
+        None when all is well. The trainer stops on it. Default: nothing to check."""
+        return None
+
     def dataset_metrics(self, data: Any, batch_size: int) -> dict[str, float]:
         """Test metrics that are not means over examples (e.g. clustering accuracy, which maps
         clusters to classes using the whole split), from a `TensorData` split. Default: none."""

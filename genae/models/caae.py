@@ -42,7 +42,12 @@ from genae.config import require
 from genae.data.types import DataSpec
 from genae.models.base import Batch, GenerativeModel, LossTerms, Phase, parameters_of
 from genae.models.registry import register
-from genae.nn.adversarial import discriminator_accuracy, discriminator_loss, generator_loss
+from genae.nn.adversarial import (
+    adversarial_collapse,
+    discriminator_accuracy,
+    discriminator_loss,
+    generator_loss,
+)
 from genae.nn.blocks import mlp
 from genae.nn.priors import UniformPrior
 from genae.nn.regularizers import total_variation
@@ -188,6 +193,9 @@ class CAAE(GenerativeModel):
         self.img_discriminator = ImageDiscriminator(spec.shape, disc_channels, label_dim)
         # Reads the label from z; only trained (and only used) with label_adversary_weight > 0.
         self.label_adversary = mlp(config.latent_dim, [256], label_dim)
+
+    def training_problem(self, train_means: dict[str, float]) -> str | None:
+        return adversarial_collapse(train_means)
 
     # --- the model ----------------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> torch.Tensor:

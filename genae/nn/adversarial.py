@@ -30,3 +30,32 @@ def discriminator_accuracy(real_logits: torch.Tensor, fake_logits: torch.Tensor)
     distributions apart."""
     hits = torch.cat([real_logits > 0, fake_logits <= 0])
     return hits.float().mean()
+
+
+# A discriminator right this often, averaged over a whole epoch, has won the game outright.
+COLLAPSE_ACCURACY = 0.999
+
+
+def adversarial_collapse(train_means: dict[str, float]) -> str | None:
+    """A one-line diagnosis when some discriminator's mean accuracy over the epoch reached
+    COLLAPSE_ACCURACY, else None. `train_means` holds the epoch's training averages keyed
+    "phase.term"; discriminator phases report "...accuracy" terms.
+
+    Once a discriminator separates (nearly) every example, the opponent's adversarial term no
+    longer steers it anywhere useful; on Fashion-MNIST a CAAE in this state had stopped using its
+    code at all (every image of a class decoded to one template)."""
+    won = {
+        key: value
+        for key, value in train_means.items()
+        if "discriminator" in key.split(".")[0]
+        and key.endswith("accuracy")
+        and value >= COLLAPSE_ACCURACY
+    }
+    if not won:
+        return None
+    which = ", ".join(f"{k} {v:.4f}" for k, v in sorted(won.items()))
+    return (
+        f"the adversarial game collapsed: mean discriminator accuracy over the epoch {which}; "
+        "its opponent no longer fools it (lower that adversarial weight, or change the learning "
+        "rates); --stop-on-collapse false trains on regardless"
+    )

@@ -358,7 +358,8 @@ class Trainer:
             record.update(
                 evaluate(self.model, self.test_data, cfg.eval_batch_size, cfg.seed, self.world)
             )
-        record.update({f"train_{k}": v for k, v in self.meter.means(self.world).items()})
+        train_means = self.meter.means(self.world)
+        record.update({f"train_{k}": v for k, v in train_means.items()})
         record["train_samples_per_s"] = round(self._epoch_speed, 1)
         self.history.append(record)
         if self.run_dir is not None and self.world.is_main:
@@ -380,6 +381,11 @@ class Trainer:
             self.save_checkpoint()
             if self.world.is_main:
                 rundir.write_metrics(self.run_dir, self.history)
+        # Means are reduced over ranks, so every rank reaches the same verdict.
+        problem = self.model.training_problem(train_means) if cfg.stop_on_collapse else None
+        if problem:
+            saved = f"; epoch {record['epoch']} is saved" if self.run_dir is not None else ""
+            raise TrainingError(f"epoch {record['epoch']}: {problem}{saved}")
 
     def write_pictures(self) -> None:
         """The model's pictures of its test codes and classes (whichever it supports)."""
