@@ -247,6 +247,24 @@ def test_shipped_experiments_parse():
         assert experiments.load_experiment(name).runs
 
 
+def test_every_shipped_experiment_has_valid_run_configs():
+    """A misspelt or out-of-range setting in a shipped TOML would only surface an hour into
+    `genae experiment`; every run's training and model config must validate now."""
+    from genae import experiments
+    from genae.config import TrainConfig, from_mapping
+    from genae.models.registry import model_class
+
+    for name in experiments.available():
+        experiment = experiments.load_experiment(name)
+        assert experiment.version >= 1, f"{name} is still a slot"
+        for run in experiment.runs:
+            train = experiments.train_config_of(experiment, run, experiment.dataset)
+            from_mapping(TrainConfig, train, where=f"{name}/{run.name} train").validate()
+            config_class = model_class(run.model).config_class
+            config = from_mapping(config_class, run.model_config, where=f"{name}/{run.name}")
+            config.validate()
+
+
 def test_report_command(experiment, tmp_path):
     out = experiment[0]
     page = tmp_path / "r.html"
