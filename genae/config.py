@@ -161,9 +161,7 @@ class TrainConfig:
     progress: bool = True
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 adds a gradient scaler)
     compile: bool = False  # torch.compile the model's training step
-    stop_on_collapse: bool = (
-        True  # stop when a model reports a failed epoch (model.training_problem)
-    )
+    stop_on_collapse: bool = True  # stop on a failed epoch (see model.training_problem)
 
     def validate(self) -> None:
         require(self.epochs >= 1, "epochs", "an integer >= 1", self.epochs)
