@@ -10,6 +10,7 @@ every rank.
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -116,6 +117,11 @@ def leave_process_group(wait: bool = True) -> None:
     'terminate called without an active exception'). On an error path it does not wait, since
     the other ranks may never arrive."""
     if dist.is_available() and dist.is_initialized():
+        # A DistributedDataParallel wrapper left in a reference cycle keeps the gloo group (and
+        # its threads) alive past destroy_process_group, to be torn down during interpreter exit,
+        # where a still-joinable thread aborts the rank ("terminate called without an active
+        # exception", seen under CPU load). Collect such cycles while the group still works.
+        gc.collect()
         try:
             if wait:
                 dist.barrier()
