@@ -46,6 +46,21 @@ def assert_user_error(result: Result, *needles: str) -> None:
         assert needle in lines[0], (needle, lines[0])
 
 
+def experiment_args(out) -> list:
+    """`genae experiment vae-vs-cvae`, shortened to 2 epochs on digits, into `out`."""
+    return [
+        "experiment",
+        "vae-vs-cvae",
+        "--dataset",
+        "digits",
+        "--out",
+        out,
+        "--epochs",
+        "2",
+        "--no-progress",
+    ]
+
+
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory):
     """(output dir, first run's result) of `genae experiment vae-vs-cvae` on digits."""
@@ -53,17 +68,7 @@ def experiment(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("GENAE_DATA_DIR", str(root / "cache"))
         out = root / "exp"
-        result = cli(
-            "experiment",
-            "vae-vs-cvae",
-            "--dataset",
-            "digits",
-            "--out",
-            out,
-            "--epochs",
-            "2",
-            "--no-progress",
-        )
+        result = cli(*experiment_args(out))
         yield out, result
 
 
@@ -169,17 +174,7 @@ def test_relabel_accuracy_catches_a_generator_that_ignores_the_label(cache):
 def test_experiment_rerun_reuses_finished_runs(experiment, cache):
     out, _ = experiment
     before = (out / "vae" / "model.safetensors").read_bytes()
-    result = cli(
-        "experiment",
-        "vae-vs-cvae",
-        "--dataset",
-        "digits",
-        "--out",
-        out,
-        "--epochs",
-        "2",
-        "--no-progress",
-    )
+    result = cli(*experiment_args(out))
     assert result.code == 0, result.err
     assert result.err.count("reusing") == 2 and "training one" not in result.err
     assert (out / "vae" / "model.safetensors").read_bytes() == before

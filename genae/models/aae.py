@@ -31,6 +31,7 @@ from genae.errors import ConfigError
 from genae.models.base import Batch, GenerativeModel, LossTerms, Phase, parameters_of
 from genae.models.registry import register
 from genae.nn.adversarial import (
+    ADVERSARIAL_BETAS,
     adversarial_collapse,
     discriminator_accuracy,
     discriminator_loss,
@@ -40,10 +41,6 @@ from genae.nn.blocks import mlp, require_mlp_fields, standard_normal
 from genae.nn.likelihoods import Bernoulli
 from genae.nn.noise import NOISE_KINDS, InputNoise
 from genae.nn.priors import PRIORS, make_prior
-
-# GAN practice (Radford et al. 2016): a low first-moment decay keeps the adversarial updates
-# responsive to the opponent's latest move.
-ADVERSARIAL_BETAS = (0.5, 0.999)
 
 
 @dataclass

@@ -45,6 +45,7 @@ from genae.data.types import DataSpec
 from genae.models.base import Batch, GenerativeModel, LossTerms, Phase, parameters_of
 from genae.models.registry import register
 from genae.nn.adversarial import (
+    ADVERSARIAL_BETAS,
     adversarial_collapse,
     discriminator_accuracy,
     discriminator_loss,
@@ -53,8 +54,6 @@ from genae.nn.adversarial import (
 from genae.nn.blocks import mlp
 from genae.nn.priors import UniformPrior
 from genae.nn.regularizers import total_variation
-
-ADVERSARIAL_BETAS = (0.5, 0.999)
 
 
 @dataclass

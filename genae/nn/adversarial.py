@@ -11,6 +11,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+# Adam betas for adversarial phases. GAN practice (Radford et al. 2016): a low first-moment decay
+# keeps the updates responsive to the opponent's latest move.
+ADVERSARIAL_BETAS = (0.5, 0.999)
+
 
 def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """-E[log D(real)] - E[log(1 - D(fake))]: the discriminator's cross-entropy."""
