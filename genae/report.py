@@ -159,6 +159,12 @@ def check_expectations(runs: dict[str, RunInfo], expect: list[dict[str, Any]]) -
                     ok = va < vb
                     where = f"epoch {epoch}" if epoch else "the end"
                     detail = f"{metric} at {where}: {a.name} {va:.2f}, {b.name} {vb:.2f}"
+            elif "exceeds" in claim:
+                final = runs[claim["run"]].final()
+                value, other = final.get(metric), final.get(claim["exceeds"])
+                if value is not None and other is not None:
+                    ok = value > other
+                    detail = f"{claim['run']}: {metric} {value:.4f}, {claim['exceeds']} {other:.4f}"
             else:
                 value = runs[claim["run"]].final().get(metric)
                 if value is not None:

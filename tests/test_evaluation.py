@@ -233,6 +233,61 @@ def test_experiment_errors(tmp_path, monkeypatch):
     assert not (tmp_path / "o").exists()
 
 
+def test_claims_compare_runs_bound_values_and_beat_a_baseline_of_the_same_run(tmp_path):
+    from genae.report import RunInfo, check_expectations
+
+    def run(name, *history):
+        config = {"model": "m", "train": {"dataset": "d"}}
+        return RunInfo(
+            name, tmp_path, config, [dict(epoch=i + 1, **h) for i, h in enumerate(history)]
+        )
+
+    runs = {
+        "a": run(
+            "a", {"loss": 3.0, "acc": 0.5, "kmeans": 0.6}, {"loss": 1.0, "acc": 0.7, "kmeans": 0.6}
+        ),
+        "b": run("b", {"loss": 2.0, "acc": 0.4}, {"loss": 0.5, "acc": 0.8}),
+    }
+    claims = [
+        {"metric": "loss", "epoch": 1, "lower": "b", "than": "a"},  # 2.0 < 3.0
+        {"metric": "loss", "lower": "a", "than": "b"},  # final: 1.0 < 0.5 is false
+        {"run": "b", "metric": "acc", "at_least": 0.8},
+        {"run": "a", "metric": "acc", "at_least": 0.75},
+        {"run": "a", "metric": "acc", "exceeds": "kmeans"},  # final 0.7 > 0.6
+        {"run": "b", "metric": "acc", "exceeds": "kmeans"},  # b has no k-means: unchecked
+        {"run": "gone", "metric": "acc", "at_most": 1.0},
+    ]
+    outcome = [r["ok"] for r in check_expectations(runs, claims)]
+    assert outcome == [True, False, True, False, True, None, None]
+    detail = check_expectations(runs, claims[4:5])[0]["detail"]
+    assert "0.7000" in detail and "0.6000" in detail
+
+
+@pytest.mark.parametrize(
+    ("claim", "message"),
+    [
+        ('metric = "acc"\nrun = "x"\nexceeds = "kmeans"', None),
+        ('metric = "acc"\nrun = "y"\nexceeds = "kmeans"', "names run 'y'"),
+        ('metric = "acc"\nlower = "x"\nthan = "z"', "names run 'z'"),
+        ('metric = "acc"\nrun = "x"', "expected 'lower'/'than', 'exceeds'"),
+        ('run = "x"\nat_least = 1', "expected a 'metric' name"),
+    ],
+)
+def test_experiment_claims_are_checked_when_loaded(tmp_path, monkeypatch, claim, message):
+    from genae import experiments
+    from genae.errors import ConfigError
+
+    (tmp_path / "e.toml").write_text(
+        f'name = "e"\n[[runs]]\nname = "x"\nmodel = "vae"\n[[expect]]\n{claim}\n'
+    )
+    monkeypatch.setattr(experiments, "EXPERIMENTS_DIR", tmp_path)
+    if message is None:
+        assert experiments.load_experiment("e").expect[0]["exceeds"] == "kmeans"
+    else:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            experiments.load_experiment("e")
+
+
 def test_shipped_experiments_parse():
     from genae import experiments
 

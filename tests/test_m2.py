@@ -47,6 +47,26 @@ def test_unlabelled_bound_equals_a_loop_over_classes(monkeypatch):
     torch.testing.assert_close(batched, expected, rtol=1e-4, atol=1e-4)
 
 
+def test_generative_accuracy_is_the_argmin_of_the_class_bounds(monkeypatch):
+    """evaluate() scores argmin_y L(x, y), the generative model's own classification; built
+    here from one labelled_bound call per class, so a transposed (K, B) table is caught."""
+    monkeypatch.setattr(m2_module, "reparameterize", lambda mean, log_var: mean)
+    torch.manual_seed(1)
+    spec = DataSpec(shape=(1, 3, 3), num_classes=4)
+    model = build_model("m2", SMALL, spec)
+    x = torch.rand(7, 1, 3, 3)
+    per_class = torch.stack(
+        [model.labelled_bound(x.flatten(1), torch.full((7,), k)) for k in range(4)], 1
+    )
+    generative = per_class.argmin(1)
+    y = torch.tensor([0, 1, 2, 3, 0, 1, 2])
+    metrics = model.evaluate(Batch(x, y))
+    torch.testing.assert_close(metrics["generative_accuracy"], (generative == y).float())
+    # the labels that make it exactly right and exactly wrong
+    assert model.evaluate(Batch(x, generative))["generative_accuracy"].mean() == 1.0
+    assert model.evaluate(Batch(x, (generative + 1) % 4))["generative_accuracy"].mean() == 0.0
+
+
 def test_loss_mixes_labelled_and_unlabelled_terms(monkeypatch):
     monkeypatch.setattr(m2_module, "reparameterize", lambda mean, log_var: mean)
     spec = DataSpec(shape=(1, 2, 2), num_classes=3)

@@ -7,7 +7,9 @@ Each experiment is a TOML file shipped beside this module (`NAME.toml`):
     [[runs]]           name, model, model_config = {...}, train = {...} (per-run overrides),
                        metrics = [...] (registered metrics computed once the run is trained)
     [[expect]]         the claims the report checks: {metric, epoch, lower, than} compares two
-                       runs at an epoch; {run, metric, at_least | at_most} bounds one final value
+                       runs at an epoch; {run, metric, at_least | at_most} bounds one final value;
+                       {run, metric, exceeds} says a final value beats another metric of the same
+                       run (a baseline the run computes, such as k-means on pixels)
 
 Runs go to DIR/<run name>: a finished one is reused, an interrupted one resumed, so re-running an
 experiment only does what is missing. The report is DIR/report.html; DIR/experiment.json holds
@@ -77,6 +79,8 @@ def load_experiment(name: str) -> Experiment:
             )
             for r in doc["runs"]
         ]
+        expect = list(doc.get("expect", []))
+        check_claims(expect, {r.name for r in runs}, path)
         return Experiment(
             name=doc["name"],
             version=int(doc.get("version", 0)),
@@ -85,11 +89,35 @@ def load_experiment(name: str) -> Experiment:
             dataset=doc.get("dataset", "fashion-mnist"),
             train=dict(doc.get("train", {})),
             runs=runs,
-            expect=list(doc.get("expect", [])),
+            expect=expect,
             path=path,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: malformed experiment ({exc!r})") from None
+
+
+def check_claims(expect: list[dict[str, Any]], run_names: set[str], path: Path) -> None:
+    """Each [[expect]] entry has one of the three forms and names runs of this experiment, so a
+    claim cannot silently read "not checked" after hours of training."""
+    for i, claim in enumerate(expect, 1):
+        where = f"{path}: [[expect]] number {i}"
+        if not isinstance(claim.get("metric"), str):
+            raise ConfigError(f"{where}: expected a 'metric' name")
+        if "lower" in claim:
+            named, form = [claim["lower"], claim.get("than")], "{metric, lower, than}"
+        elif "exceeds" in claim:
+            named, form = [claim.get("run")], "{run, metric, exceeds}"
+        elif "at_least" in claim or "at_most" in claim:
+            named, form = [claim.get("run")], "{run, metric, at_least | at_most}"
+        else:
+            raise ConfigError(
+                f"{where}: expected 'lower'/'than', 'exceeds', or 'at_least'/'at_most'"
+            )
+        for name in named:
+            if name not in run_names:
+                raise ConfigError(
+                    f"{where}: {form} names run {name!r}; runs: {', '.join(sorted(run_names))}"
+                )
 
 
 def check_models(experiment: Experiment) -> None:

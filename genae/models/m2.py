@@ -43,7 +43,10 @@ from genae.training.rundir import WEIGHTS_FILE, read_run_config
 
 @dataclass
 class M2Config:
-    hidden: tuple[int, ...] = (500,)  # encoder and decoder (paper: one layer of 500)
+    # Encoder and decoder. The paper used one layer of 500 on MNIST; on Fashion-MNIST (100
+    # labels, binarised, 30 epochs) two layers turned M2's gain over its baseline from +3.0 to
+    # +7.4 points: the unlabelled data teach q(y|x) only what the decoder can tell apart.
+    hidden: tuple[int, ...] = (500, 500)
     classifier_hidden: tuple[int, ...] = (500,)
     latent_dim: int = 50
     activation: str = "softplus"  # the paper's choice
@@ -108,12 +111,20 @@ class SemiSupervisedVAE(GenerativeModel):
         recon = -self.likelihood.log_prob(params, v)
         return recon + kl_normal_standard(mean, log_var) + math.log(self.spec.num_classes)
 
-    def unlabelled_bound(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """U(v) per row, exact over the K classes in one pass; also the classifier logits."""
+    def class_bounds(self, v: torch.Tensor) -> torch.Tensor:
+        """L(v, y) for every class y, shape (B, K), in one batched pass of B*K rows."""
         k, b = self.spec.num_classes, v.shape[0]
-        logits = self.classifier(v)
         every_class = torch.arange(k, device=v.device).repeat_interleave(b)  # (K*B,)
-        bounds = self.labelled_bound(v.repeat(k, 1), every_class).view(k, b).T  # (B, K)
+        return self.labelled_bound(v.repeat(k, 1), every_class).view(k, b).T
+
+    def unlabelled_bound(
+        self, v: torch.Tensor, bounds: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """U(v) per row, exact over the K classes; also the classifier logits. `bounds`: the
+        class bounds of `v` when the caller already has them."""
+        logits = self.classifier(v)
+        if bounds is None:
+            bounds = self.class_bounds(v)
         q_y = F.softmax(logits, dim=-1)
         return (q_y * bounds).sum(-1) - entropy_of_logits(logits), logits
 
@@ -156,11 +167,16 @@ class SemiSupervisedVAE(GenerativeModel):
 
     def evaluate(self, batch: Batch) -> dict[str, torch.Tensor]:
         v = self.features(batch.x)
-        bound, logits = self.unlabelled_bound(v)
+        bounds = self.class_bounds(v)
+        bound, logits = self.unlabelled_bound(v, bounds)
         predicted = logits.argmax(-1)
         metrics = {"neg_elbo": bound}
         if batch.y is not None:
             metrics["accuracy"] = (predicted == batch.y).float()
+            # The generative model's own classification, argmax_y p(x, y) ~ argmin_y L(x, y).
+            # Unlabelled data train q(y|x) towards it, so when the two agree the unlabelled
+            # data have nothing left to teach the classifier.
+            metrics["generative_accuracy"] = (bounds.argmin(-1) == batch.y).float()
             if self.baseline is not None:
                 baseline_correct = (self.baseline(v).argmax(-1) == batch.y).float()
                 metrics["supervised_baseline_accuracy"] = baseline_correct
