@@ -40,7 +40,7 @@ CONV = textwrap.dedent(
     import json, sys
     import torch
     from genae.api import fit
-    from genae.data.sources import from_arrays
+    from genae.data.arrays import from_arrays
     n, precision = int(sys.argv[1]), sys.argv[2]
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n, 3, 64, 64), dtype=torch.uint8, generator=g)

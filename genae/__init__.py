@@ -1,19 +1,36 @@
-"""genae: generative autoencoders in PyTorch — train, evaluate, compare, and look at them."""
+"""genae: generative autoencoders in PyTorch — train, evaluate, compare, and look at them.
 
-import os as _os
+This facade is lazy: `import genae` loads neither torch nor the models, and changes no global
+state (threads, numerics). The names below are imported on first use. That keeps `genae.cli`
+able to set the OpenMP environment before torch loads (genae/runtime.py), and keeps a host
+program's numerics its own: `genae.fit` flushes denormals only while it trains.
+"""
 
-import torch as _torch
+from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+from typing import Any
 
-# Adam moments of rarely active units decay into subnormal floats, which x86 CPUs process
-# ~10x slower; measured here, that halves training speed after the first ~800 steps. Flushing
-# them to zero must happen before torch starts its worker threads (they inherit the setting
-# from the thread that creates them), hence at import. GENAE_KEEP_DENORMALS=1 opts out.
-if _os.environ.get("GENAE_KEEP_DENORMALS", "") != "1":
-    _torch.set_flush_denormal(True)
+from genae.version import __version__
 
-from genae import models as _models  # noqa: E402,F401  (registers the model classes)
-from genae.training.rundir import load  # noqa: E402
+# public name -> the module that defines it
+_LAZY_EXPORTS = {
+    "fit": "genae.api",
+    "evaluate_run": "genae.api",
+    "load": "genae.training.rundir",
+}
 
-__all__ = ["__version__", "load"]
+__all__ = ["__version__", *_LAZY_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY_EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'genae' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY_EXPORTS])

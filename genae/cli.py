@@ -3,78 +3,191 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import re
 import sys
-from collections.abc import Sequence
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from genae.config import TrainConfig, field_types, from_mapping, read_toml, suggest
+from genae.config import TrainConfig, field_docs, field_types, from_mapping, read_toml, suggest
 from genae.errors import ConfigError, GenaeError, TrainingError
+from genae.io import write_json_atomic
+from genae.runtime import start_process
+from genae.version import __version__
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+THREADS_HELP = "CPU threads for this process (default: genae picks; also GENAE_THREADS)"
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse, but errors are one line (no usage dump) so they read like every other error."""
+    """argparse, but errors are one line (no usage dump) so they read like every other error.
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    check_choice: called with the first positional argument before parsing (the model name of
+    `genae train`); the ConfigError it raises for an unknown name becomes the error line.
+    option_owners: flag -> the models that have it, to explain a flag given to the wrong model.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        check_choice: Callable[[str], object] | None = None,
+        option_owners: Mapping[str, Sequence[str]] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.check_choice = check_choice
+        self.option_owners = option_owners or {}
+
+    def error(self, message: str) -> NoReturn:
         print(f"genae: error: {message}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
+
+    def parse_known_args(
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if self.check_choice is not None and args and not args[0].startswith("-"):
+            try:
+                self.check_choice(args[0])
+            except ConfigError as exc:
+                self.error(str(exc))
+        return super().parse_known_args(args, namespace)
+
+    def parse_args(
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        parsed, extras = self.parse_known_args(args, namespace)
+        model = vars(parsed).get("model")
+        for extra in extras:
+            owners = self.option_owners.get(extra.split("=", 1)[0], ())
+            if model is not None and owners:
+                self.error(
+                    f"option {extra.split('=', 1)[0]} does not apply to model '{model}' (it is "
+                    f"an option of {', '.join(owners)}); see genae train {model} --help"
+                )
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
 
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _add_config_flags(
-    parser: argparse.ArgumentParser,
-    types: dict[str, Any],
-    dest_prefix: str,
-    skip: Sequence[str] = (),
-) -> None:
-    """One flag per config field; values stay strings and are checked by the config layer."""
-    for name, annotation in types.items():
-        if name in skip:
-            continue
-        dest = dest_prefix + name
+def _metavar(annotation: Any) -> str:
+    """What a flag's value looks like, from the field's type."""
+    options = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(options) == 1:
+        annotation = options[0]  # X | None: none is also accepted
+    if annotation is int:
+        return "N"
+    if annotation is float:
+        return "X"
+    if annotation is str:
+        return "TEXT"
+    if typing.get_origin(annotation) is tuple:
+        return "N,N,..." if typing.get_args(annotation)[0] is int else "A,B,..."
+    return "VALUE"
+
+
+def _shown(value: Any) -> str:
+    """A default value as it would be typed on the command line."""
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value) or "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value == "":
+        return '""'
+    return "none" if value is None else str(value)
+
+
+def _add_config_flags(group: argparse._ArgumentGroup, cls: type, dest_prefix: str) -> None:
+    """One flag per field of config dataclass `cls`, its help from the field's docstring. Values
+    stay strings (None when not given) and are checked by the config layer."""
+    docs = field_docs(cls)
+    defaults = vars(cls())
+    for name, annotation in field_types(cls).items():
+        doc = docs.get(name, "").removesuffix(".").replace("%", "%%")  # argparse formats with %
+        help_line = f"{doc} (default: {_shown(defaults[name])})"
         if annotation is bool:
-            parser.add_argument(
-                _flag(name), dest=dest, action=argparse.BooleanOptionalAction, default=None
+            group.add_argument(
+                _flag(name),
+                dest=dest_prefix + name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=help_line,
             )
         else:
-            parser.add_argument(_flag(name), dest=dest, default=None, metavar="VALUE")
+            group.add_argument(
+                _flag(name),
+                dest=dest_prefix + name,
+                default=None,
+                metavar=_metavar(annotation),
+                help=help_line,
+            )
 
 
-def _model_field_types() -> dict[str, Any]:
-    """The union of every registered model's config fields (each becomes a `train` flag)."""
-    from genae.models.registry import MODELS
+def model_summary(name: str, cls: type) -> str:
+    """The first sentence of model class `cls`'s docstring, without a leading 'name:'."""
+    paragraph = (cls.__doc__ or "").strip().split("\n\n")[0]
+    text = " ".join(paragraph.split())
+    sentence = re.split(r"(?<=\.)\s+(?=[A-Z])", text)[0]  # not after "et al. 2014"
+    return sentence.removeprefix(f"{name}: ")
 
-    union: dict[str, Any] = {}
-    for cls in MODELS.values():
-        union.update(field_types(cls.config_class))
-    return union
+
+def _option_owners(models: Mapping[str, type]) -> dict[str, list[str]]:
+    """Each model flag (with --no-X for booleans) -> the models that have it."""
+    owners: dict[str, list[str]] = {}
+    for name, cls in models.items():
+        for field, annotation in field_types(cls.config_class).items():
+            flags = [_flag(field)] + ([_flag(f"no_{field}")] if annotation is bool else [])
+            for flag in flags:
+                owners.setdefault(flag, []).append(name)
+    return owners
 
 
 def build_parser() -> ArgumentParser:
-    from genae import __version__
-    from genae.models.registry import MODELS
+    # why: loads torch, which must only load after main() has run start_process
+    from genae.models.registry import MODELS, model_class
 
     parser = ArgumentParser(
-        prog="genae", description="Generative autoencoders: train, evaluate, sample."
+        prog="genae",
+        description="Generative autoencoders: train, evaluate, sample.",
+        option_owners=_option_owners(MODELS),
     )
     parser.add_argument("--version", action="version", version=f"genae {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
 
-    train = commands.add_parser("train", help="train a model")
-    train.add_argument("model", help=f"one of: {', '.join(MODELS)}")
-    train.add_argument("--out", type=Path, help="run directory (default runs/MODEL-DATASET)")
-    train.add_argument("--config", type=Path, help="TOML file with [train] and [model] tables")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out")
-    train.add_argument("--force", action="store_true", help="overwrite an existing run in --out")
-    _add_config_flags(train, field_types(TrainConfig), "train.")
-    _add_config_flags(train, _model_field_types(), "model.")
+    train = commands.add_parser(
+        "train",
+        help="train a model",
+        description="Train a model. `genae train MODEL --help` lists that model's options.",
+        check_choice=model_class,
+    )
+    train.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
+    models = train.add_subparsers(
+        dest="model", required=True, metavar="MODEL", title="models", parser_class=ArgumentParser
+    )
+    for name, cls in MODELS.items():
+        summary = model_summary(name, cls)
+        model = models.add_parser(name, help=summary, description=summary)
+        model.add_argument(
+            "--out", type=Path, metavar="DIR", help="run directory (default runs/MODEL-DATASET)"
+        )
+        model.add_argument(
+            "--config", type=Path, metavar="TOML", help="file with [train] and [model] tables"
+        )
+        model.add_argument("--resume", action="store_true", help="continue the run in --out")
+        model.add_argument(
+            "--force", action="store_true", help="overwrite an existing run in --out"
+        )
+        model.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
+        _add_config_flags(model.add_argument_group("training options"), TrainConfig, "train.")
+        _add_config_flags(model.add_argument_group(f"{name} options"), cls.config_class, "model.")
 
     sample = commands.add_parser("sample", help="draw samples from a trained run")
     sample.add_argument("run_dir", type=Path)
@@ -82,6 +195,7 @@ def build_parser() -> ArgumentParser:
     sample.add_argument("--label", type=int, default=None, help="class to generate")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    sample.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
 
     evaluate = commands.add_parser("evaluate", help="test-set metrics of a run")
     evaluate.add_argument("run_dir", type=Path)
@@ -100,6 +214,7 @@ def build_parser() -> ArgumentParser:
     evaluate.add_argument(
         "--save", action="store_true", help="also write RUN_DIR/evaluation.json (for reports)"
     )
+    evaluate.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
 
     experiment = commands.add_parser(
         "experiment", help="run a named comparison (genae/experiments/NAME.toml) and report it"
@@ -112,6 +227,7 @@ def build_parser() -> ArgumentParser:
     experiment.add_argument("--epochs", type=int, default=None, help="override (quick looks)")
     experiment.add_argument("--force", action="store_true", help="retrain finished runs")
     experiment.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    experiment.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
 
     report = commands.add_parser("report", help="one self-contained HTML page comparing runs")
     report.add_argument("run_dirs", type=Path, nargs="+")
@@ -127,6 +243,7 @@ def build_parser() -> ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("demo-out"))
     demo.add_argument("--epochs", type=int, default=5)
     demo.add_argument("--data-dir", type=Path, default=None)
+    demo.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
     return parser
 
 
@@ -137,10 +254,9 @@ def _given(args: argparse.Namespace, prefix: str) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    # why: loads torch, which must only load after main() has run start_process
     from genae.api import fit
-    from genae.models.registry import model_class
 
-    cls = model_class(args.model)
     train_values: dict[str, Any] = {}
     model_values: dict[str, Any] = {}
     if args.config is not None:
@@ -163,11 +279,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"{args.config}: model.name is '{named}' but the command trains '{args.model}'"
             )
     train_values.update(_given(args, "train."))
-    own_fields = field_types(cls.config_class)
-    for key, value in _given(args, "model.").items():
-        if key not in own_fields:
-            raise ConfigError(f"option {_flag(key)} does not apply to model '{args.model}'")
-        model_values[key] = value
+    model_values.update(_given(args, "model."))
     dataset = train_values.get("dataset", TrainConfig.dataset)
     out = args.out or Path("runs") / f"{args.model}-{dataset}"
     run = fit(
@@ -185,6 +297,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    # why: loads torch, which must only load after main() has run start_process
     import torch
 
     from genae.data.memory import seeded_generator
@@ -214,19 +327,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from genae.api import evaluate_run
+    # why: loads torch, which must only load after main() has run start_process
+    from genae.api import evaluate_run, resolve_data
+    from genae.metrics import MetricOptions, parse_names
+    from genae.training.rundir import EVALUATION_FILE, read_run_config, train_config_of
 
     data = None
     if args.data_dir is not None:
-        from dataclasses import replace
-
-        from genae.api import resolve_data
-        from genae.training.rundir import read_run_config, train_config_of
-
         saved = train_config_of(read_run_config(args.run_dir))
-        data = resolve_data(replace(saved, data_dir=str(args.data_dir)))
-    from genae.metrics import MetricOptions, parse_names
-
+        data = resolve_data(dataclasses.replace(saved, data_dir=str(args.data_dir)))
     options = from_mapping(
         MetricOptions, {"iw_samples": args.iw_samples, "samples": args.samples}, where="evaluate"
     )
@@ -238,9 +347,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         options=options,
     )
     if args.save:
-        from genae.io import write_json_atomic
-        from genae.report import EVALUATION_FILE
-
         write_json_atomic(args.run_dir / EVALUATION_FILE, result)
     if args.json:
         print(json.dumps(result))
@@ -256,6 +362,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
+    # why: loads torch, which must only load after main() has run start_process
     from genae.experiments import run_experiment
 
     if args.epochs is not None and args.epochs < 1:
@@ -275,6 +382,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    # why: loads torch, which must only load after main() has run start_process
     from genae.report import build_report
 
     if args.out.suffix.lower() not in (".html", ".htm"):
@@ -285,6 +393,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
+    # why: loads torch, which must only load after main() has run start_process
     from genae.data.sources import list_datasets
 
     for status in list_datasets(args.data_dir):
@@ -294,6 +403,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    # why: loads torch, which must only load after main() has run start_process
     from genae.demo import run_demo
 
     run_demo(args.out, epochs=args.epochs, data_dir=args.data_dir)
@@ -312,11 +422,18 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import genae  # noqa: F401  (registers models before the parser lists them)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    try:
+        # Threads, OpenMP wait policy and denormals, before anything loads torch.
+        start_process(arguments)
+    except GenaeError as exc:
+        print(f"genae: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    # why: imports torch, which must load after start_process has set the OpenMP environment
     from genae.training.distributed import leave_process_group
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     try:
         code = COMMANDS[args.command](args)
         leave_process_group(wait=True)

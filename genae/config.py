@@ -7,17 +7,19 @@ then calls the dataclass's own `validate()` for ranges.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
+import inspect
 import math
+import textwrap
+import tomllib
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
-
-import tomllib
 
 from genae.errors import ConfigError
 
@@ -33,6 +35,27 @@ def suggest(name: str, valid: typing.Iterable[str]) -> str:
 def field_types(cls: type) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Each field's attribute docstring (the string literal on the line after it, PEP 257), read
+    from the class source over the MRO: base classes first, so a subclass's docstring wins."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if klass is object or not dataclasses.is_dataclass(klass):
+            continue
+        (class_def,) = ast.parse(textwrap.dedent(inspect.getsource(klass))).body
+        body = class_def.body if isinstance(class_def, ast.ClassDef) else []
+        for statement, following in zip(body, body[1:], strict=False):
+            if (
+                isinstance(statement, ast.AnnAssign)
+                and isinstance(statement.target, ast.Name)
+                and isinstance(following, ast.Expr)
+                and isinstance(following.value, ast.Constant)
+                and isinstance(following.value.value, str)
+            ):
+                docs[statement.target.id] = inspect.cleandoc(following.value.value)
+    return docs
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
@@ -140,28 +163,51 @@ class TrainConfig:
     """How to train: data, optimisation, logging and checkpointing."""
 
     dataset: str = "fashion-mnist"
+    """Dataset name (see `genae datasets`), e.g. fashion-mnist, mnist, digits, celeba."""
     data_dir: str | None = None
+    """Where to look for the dataset first; none: the cache ($GENAE_DATA_DIR or ~/.cache/genae)."""
     epochs: int = 10
+    """Passes over the training set."""
     batch_size: int = 100
+    """Training examples per optimisation step."""
     lr: float = 1e-3
-    lr_schedule: str = "constant"  # constant | cosine (per step, from lr down to 0 at the end)
+    """Adam learning rate."""
+    lr_schedule: str = "constant"
+    """constant | cosine (per step, from lr down to 0 at the end)."""
     seed: int = 0
+    """Seed of every random draw: initial weights, batch order, noise."""
     device: str = "cpu"
+    """cpu or cuda[:N]."""
     binarize: bool = False
-    max_train_examples: int = 0  # 0: all; else a seeded random subset (quick runs)
-    attributes: tuple[str, ...] = ()  # celeba/folder: attribute columns as labels ("all": every)
-    image_size: int = 0  # celeba/folder: side of the square images; 0: 64
-    skip_bad_images: bool = False  # celeba/folder: leave out unreadable images (else an error)
-    labels: int | str = "all"  # semi-supervised models: "all", or N labelled (N/K per class)
-    labelled_batch_size: int = 100  # labelled examples in each step when labels is a number
+    """Binarise pixels: a fresh Bernoulli draw per batch (the test set once, fixed)."""
+    max_train_examples: int = 0
+    """0: all; else a seeded random subset (quick runs)."""
+    attributes: tuple[str, ...] = ()
+    """celeba/folder: attribute columns used as labels, comma-separated ("all": every one)."""
+    image_size: int = 0
+    """celeba/folder: side of the square images in pixels; 0: 64."""
+    skip_bad_images: bool = False
+    """celeba/folder: leave out unreadable images (else an error)."""
+    labels: int | str = "all"
+    """Semi-supervised models: "all", or N labelled examples (N/K per class)."""
+    labelled_batch_size: int = 100
+    """Labelled examples in each step when labels is a number."""
     snapshot_epochs: tuple[int, ...] = (1, 5, 10)
-    checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0: end of epoch only
-    log_every: int = 50  # steps between progress updates and finiteness checks
+    """Epochs after which a sample grid is saved (the last epoch always is), comma-separated."""
+    checkpoint_every: int = 0
+    """Steps between mid-epoch checkpoints; 0: end of epoch only."""
+    log_every: int = 50
+    """Steps between progress updates and finiteness checks."""
     eval_batch_size: int = 1000
+    """Test examples per batch when computing the end-of-epoch metrics."""
     progress: bool = True
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 adds a gradient scaler)
-    compile: bool = False  # torch.compile the model's training step
-    stop_on_collapse: bool = True  # stop on a failed epoch (see model.training_problem)
+    """Show a progress line while training."""
+    precision: str = "fp32"
+    """fp32 | bf16 | fp16 (autocast; fp16 adds a gradient scaler)."""
+    compile: bool = False
+    """torch.compile the model's training step."""
+    stop_on_collapse: bool = True
+    """Stop on a failed epoch (see the model's training_problem), rather than train on."""
 
     def validate(self) -> None:
         require(self.epochs >= 1, "epochs", "an integer >= 1", self.epochs)

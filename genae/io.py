@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
@@ -11,6 +12,26 @@ from pathlib import Path
 from typing import Any
 
 from genae.errors import GenaeError
+
+
+def _current_umask() -> int:
+    """The process umask. Linux shows it in /proc without changing it; elsewhere it is read by
+    setting and restoring it, which is not thread-safe but happens once per process."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@functools.cache
+def new_file_mode() -> int:
+    """The mode `open()` gives a new file under this process's umask (0o644 under 022)."""
+    return 0o666 & ~_current_umask()
 
 
 @contextlib.contextmanager
@@ -30,6 +51,9 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        # mkstemp creates the file as 0600; the finished file gets the mode any new file of
+        # this user would have, so reports and weights can be shared as the umask allows.
+        os.chmod(tmp, new_file_mode())
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -7,8 +7,11 @@ offline and can be mailed around. Sections, each only where it applies:
 * final metrics, with what each was computed on, and published numbers beside ours;
 * sample grids by epoch: one row per run, one column per snapshot epoch (like a paper's figure);
 * test negative ELBO per epoch (table and curves);
-* 2-D latent spaces: test posterior means coloured by class;
+* the pictures each run wrote after training (its test codes, class grids, relabel grids);
 * each run's configuration.
+
+Pictures are the PNGs the runs wrote (RUN_DIR/samples, RUN_DIR/pictures), embedded as they are:
+the report reads run directories and never loads a model or a dataset.
 
 The page counts its images that failed to decode into `#image-check` (data-broken) once loaded,
 so a headless browser can verify it.
@@ -22,17 +25,18 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from genae import __version__
+from genae.claims import Claim, Outcome, check_claims
 from genae.errors import CheckpointError, GenaeError
 from genae.io import write_text_atomic
 from genae.metrics.anchors import anchor_for
 from genae.training import rundir
+from genae.version import __version__
+from genae.viz.plots import curves_png
 
-EVALUATION_FILE = "evaluation.json"
 # Metrics shown in the final table, in this order, when a run has them; then any others.
 PREFERRED = (
     "neg_elbo",
@@ -47,11 +51,12 @@ PREFERRED = (
     "fid",
 )
 LOWER_IS_BETTER = {"neg_elbo", "iw_nll", "recon_nll", "recon_mse", "fid", "nll"}
-MAX_SCATTER_POINTS = 5000
 
 
 @dataclass
 class RunInfo:
+    """A run directory as the report reads it (a `genae.claims.RunRecord`)."""
+
     name: str
     path: Path
     config: dict[str, Any]
@@ -87,11 +92,12 @@ def read_run(path: Path, name: str | None = None) -> RunInfo:
             f"{path / rundir.METRICS_FILE}: not valid JSON lines ({exc})"
         ) from None
     evaluation = {}
-    if (path / EVALUATION_FILE).exists():
+    evaluation_file = path / rundir.EVALUATION_FILE
+    if evaluation_file.exists():
         try:
-            evaluation = json.loads((path / EVALUATION_FILE).read_text())
+            evaluation = json.loads(evaluation_file.read_text())
         except json.JSONDecodeError as exc:
-            raise CheckpointError(f"{path / EVALUATION_FILE}: not valid JSON ({exc})") from None
+            raise CheckpointError(f"{evaluation_file}: not valid JSON ({exc})") from None
     grids = {}
     for png in sorted((path / rundir.SAMPLES_DIR).glob("epoch_*.png")):
         match = re.fullmatch(r"epoch_(\d+)\.png", png.name)
@@ -143,62 +149,15 @@ def table(head: list[str], rows: list[list[str]], numeric_from: int = 1) -> str:
 # --- sections -------------------------------------------------------------------------------
 
 
-def check_expectations(runs: dict[str, RunInfo], expect: list[dict[str, Any]]) -> list[dict]:
-    """Evaluate an experiment's claims; each gets 'ok' (True/False/None: could not be checked)
-    and 'detail' (the numbers)."""
-    results = []
-    for claim in expect:
-        metric = claim.get("metric", "")
-        ok, detail = None, "not measured"
-        try:
-            if "lower" in claim:
-                epoch = claim.get("epoch")
-                a, b = runs[claim["lower"]], runs[claim["than"]]
-                va, vb = (_at_epoch(r, metric, epoch) for r in (a, b))
-                if va is not None and vb is not None:
-                    ok = va < vb
-                    where = f"epoch {epoch}" if epoch else "the end"
-                    detail = f"{metric} at {where}: {a.name} {va:.2f}, {b.name} {vb:.2f}"
-            elif "exceeds" in claim:
-                final = runs[claim["run"]].final()
-                value, other = final.get(metric), final.get(claim["exceeds"])
-                if value is not None and other is not None:
-                    ok = value > other
-                    detail = f"{claim['run']}: {metric} {value:.4f}, {claim['exceeds']} {other:.4f}"
-            else:
-                value = runs[claim["run"]].final().get(metric)
-                if value is not None:
-                    ok = True
-                    if "at_least" in claim:
-                        ok = value >= claim["at_least"]
-                    if "at_most" in claim:
-                        ok = ok and value <= claim["at_most"]
-                    bound = claim.get("at_least", claim.get("at_most"))
-                    detail = f"{claim['run']} {metric} {value:.4f} (bound {bound})"
-        except KeyError as exc:
-            detail = f"run {exc} not in this report"
-        results.append({"text": claim.get("text", metric), "ok": ok, "detail": detail})
-    return results
-
-
-def _at_epoch(run: RunInfo, metric: str, epoch: int | None) -> float | None:
-    if epoch is None:
-        return run.final().get(metric)
-    for row in run.history:
-        if row.get("epoch") == epoch:
-            return row.get(metric)
-    return None
-
-
-def expectations_section(results: list[dict]) -> str:
-    if not results:
+def claims_section(outcomes: list[Outcome]) -> str:
+    if not outcomes:
         return ""
     marks = {
         True: '<span class="ok">✔ holds</span>',
         False: '<span class="bad">✘ fails</span>',
         None: '<span class="na">? not checked</span>',
     }
-    rows = [[esc(r["text"]), marks[r["ok"]], esc(r["detail"])] for r in results]
+    rows = [[esc(o.text), marks[o.ok], esc(o.detail)] for o in outcomes]
     return "<h2>Claims</h2>" + table(["claim", "outcome", "numbers"], rows, numeric_from=99)
 
 
@@ -304,8 +263,6 @@ def curve_metric(runs: list[RunInfo]) -> str | None:
 
 
 def curves_section(runs: list[RunInfo]) -> str:
-    from genae.viz.plots import curves_png
-
     metric = curve_metric(runs)
     if metric is None:
         return ""
@@ -336,59 +293,8 @@ def curves_section(runs: list[RunInfo]) -> str:
     )
 
 
-def latent_section(runs: list[RunInfo]) -> str:
-    figures, notes = [], []
-    for run in runs:
-        try:
-            png = latent_png(run)
-        except GenaeError as exc:
-            notes.append(f"<li>{esc(run.name)}: latent plot skipped ({esc(exc)})</li>")
-            continue
-        if png is not None:
-            alt = f"{run.name} latent space"
-            figures.append(
-                f'<figure><img class="plot" alt="{esc(alt)}" src="{data_uri(png)}">'
-                f"<figcaption>{esc(run.name)}</figcaption></figure>"
-            )
-    if not figures and not notes:
-        return ""
-    return (
-        "<h2>2-D latent spaces</h2><p class='dim'>Posterior means of test images, coloured "
-        "by their class.</p><div class='figures'>"
-        + "".join(figures)
-        + "</div>"
-        + (f"<ul class='notes'>{''.join(notes)}</ul>" if notes else "")
-    )
-
-
-def latent_png(run: RunInfo) -> bytes | None:
-    """The scatter plot of a 2-D latent model's test codes (None for other models)."""
-    import torch
-
-    from genae.api import resolve_data
-    from genae.data.memory import TensorData
-    from genae.viz.plots import latent_scatter_png
-
-    latent_dim = run.config["model_config"].get("latent_dim")
-    if latent_dim != 2:
-        return None
-    model = rundir.load(run.path)
-    codes_of = getattr(model, "latent_codes", None)
-    if codes_of is None:
-        return None
-    splits = resolve_data(rundir.train_config_of(run.config))
-    test = TensorData(splits.test)
-    with torch.no_grad():
-        codes = torch.cat([codes_of(b) for b in test.batches(1000)])[:MAX_SCATTER_POINTS]
-    labels = None
-    if test.labels is not None and test.labels.dim() == 1:
-        labels = test.labels[:MAX_SCATTER_POINTS].cpu().numpy()
-    names = splits.class_names or tuple(str(k) for k in range(model.spec.num_classes))
-    return latent_scatter_png(codes.cpu().numpy(), labels, names, f"{run.name} ({run.model})")
-
-
 PICTURE_CAPTIONS = {
-    "latent.png": "test codes over the prior's density, coloured by class",
+    "latent.png": "test codes coloured by class (over the prior, where it is 2-D)",
     "class_grid.png": "samples, one row per class or category",
     "caae_grid.png": "first column: a test image; then the same code under each label",
 }
@@ -481,10 +387,10 @@ def build_report(
     *,
     title: str | None = None,
     description: str = "",
-    expectations: list[dict[str, Any]] | None = None,
+    claims: list[Claim] | None = None,
     names: list[str] | None = None,
     experiment: str | None = None,
-) -> list[dict]:
+) -> list[Outcome]:
     """Write the HTML report of `run_dirs` to `out` (atomically). Returns the claims' outcomes."""
     if not run_dirs:
         raise GenaeError("report: no run directories given")
@@ -496,8 +402,8 @@ def build_report(
             run.name = f"{run.name} ({run.path.parent.name})"
     datasets = sorted({r.dataset for r in runs})
     title = title or "genae report: " + ", ".join(r.name for r in runs)
-    outcome = check_expectations({r.name: r for r in runs}, expectations or [])
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    outcome = check_claims(claims or [], {r.name: r for r in runs})
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     meta = [f"dataset {', '.join(datasets)}", f"genae {__version__}", stamp]
     if experiment:
         meta.insert(0, f"experiment {experiment}")
@@ -505,11 +411,10 @@ def build_report(
         f"<h1>{esc(title)}</h1>",
         f"<p class='dim'>{esc(' · '.join(meta))}</p>",
         f"<p class='lead'>{esc(description)}</p>" if description else "",
-        expectations_section(outcome),
+        claims_section(outcome),
         metrics_section(runs),
         samples_section(runs),
         curves_section(runs),
-        latent_section(runs),
         pictures_section(runs),
         configs_section(runs),
         '<p id="image-check" data-broken="-1"></p>',

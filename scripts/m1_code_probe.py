@@ -18,9 +18,10 @@ import argparse
 import torch
 import torch.nn.functional as F
 
-from genae.api import device_data, resolve_data
+from genae.api import resolve_data
 from genae.nn.blocks import mlp, reparameterize
 from genae.training import rundir
+from genae.training.runs import on_device, training_data
 
 
 def codes(model, data) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -46,7 +47,8 @@ def main() -> None:
         raise SystemExit(f"{args.run_dir}: a '{config['model']}' run; expected a 'vae' run")
     train_config = rundir.train_config_of(config)
     m1 = rundir.load(args.run_dir, "cpu").eval()
-    train, test = device_data(resolve_data(train_config), train_config)
+    examples = training_data(resolve_data(train_config), train_config, m1)
+    train, test = on_device(examples, train_config)
     mean, log_var, labels = codes(m1, train)
     test_mean, _, test_labels = codes(m1, test)
     active = int((mean.var(0) > 0.01).sum())

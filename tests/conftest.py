@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from genae.data import sources
+from genae.data import download, sources
 
 
 class OfflineFetch:
-    """A `_fetch` that fails like a machine without network, recording what was asked."""
+    """A `download.fetch` that fails like a machine without network, recording what was asked."""
 
     def __init__(self) -> None:
         self.urls: list[str] = []
@@ -34,5 +34,5 @@ def offline_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> OfflineFetc
     for name in ("mnist", "fashion-mnist"):
         monkeypatch.setitem(sources.SYSTEM_DIRS, name, (tmp_path / "system" / name,))
     offline = OfflineFetch()
-    monkeypatch.setattr(sources, "_fetch", offline)
+    monkeypatch.setattr(download, "fetch", offline)
     return offline

@@ -8,15 +8,16 @@ import pytest
 import torch
 
 from genae.api import fit
-from genae.data.sources import from_arrays, load_dataset
+from genae.data.arrays import from_arrays
+from genae.data.sources import load_dataset
 from genae.data.types import DataSpec
 from genae.errors import ConfigError, NonFiniteLossError
-from genae.metrics.clustering import clustering_accuracy
 from genae.models.base import Batch
 from genae.models.registry import build_model
 from genae.nn.adversarial import discriminator_loss, generator_loss
 from genae.nn.priors import PRIORS, make_prior
 from genae.nn.regularizers import total_variation
+from genae.scores import clustering_accuracy
 from genae.training.trainer import make_optimizer
 
 TINY = {"hidden": [64], "disc_hidden": [32]}
@@ -141,7 +142,11 @@ PHASE_CASES = [
     ("aae", {**TINY, "label_prior": True, "prior": "mixture"}, SPEC),
     ("aae-ss", TINY, SPEC),
     ("aae-cluster", {**TINY, "clusters": 4}, SPEC),
-    ("caae", {"channels": [8], "img_disc_channels": [4], "label_adversary_weight": 0.1}, SPEC),
+    (
+        "caae",
+        {"encoder_channels": [8], "img_disc_channels": [4], "label_adversary_weight": 0.1},
+        SPEC,
+    ),
 ]
 PREFIXES = {
     "aae": {
@@ -198,7 +203,7 @@ def test_aae_codes_match_a_2d_normal_prior(digits):
         train_config=train_cfg(epochs=8, batch_size=50, lr=2e-3),
         data=digits,
     )
-    z = run.model.codes(digits.test.images.float() / 255)
+    z = run.model.latent_codes(digits.test.images.float() / 255)
     assert z.mean(0).abs().max() < 0.6, z.mean(0)
     assert ((z.std(0) > 0.5) & (z.std(0) < 1.8)).all(), z.std(0)
     # An unregularised encoder has no reason to centre its codes at the prior's scale.
@@ -229,7 +234,11 @@ def test_label_prior_puts_each_class_in_its_region(digits):
         ),
         ("aae", {**TINY, "latent_dim": 2, "prior": "swiss-roll"}, {"latent.png"}),
         ("aae-cluster", {**TINY, "latent_dim": 2, "clusters": 4}, {"latent.png", "class_grid.png"}),
-        ("caae", {"latent_dim": 4, "channels": [8], "img_disc_channels": [8]}, {"caae_grid.png"}),
+        (
+            "caae",
+            {"latent_dim": 4, "encoder_channels": [8], "img_disc_channels": [8]},
+            {"latent.png", "caae_grid.png"},
+        ),
     ],
 )
 def test_training_writes_the_models_pictures(digits, tmp_path, model, config, pictures):
@@ -354,7 +363,7 @@ def caae_small(spec):
     return build_model(
         "caae",
         {
-            "channels": [8, 16, 16, 16],
+            "encoder_channels": [8, 16, 16, 16],
             "img_disc_channels": [4, 8],
             "latent_dim": 5,
             "label_adversary_weight": 0.1,
@@ -406,7 +415,7 @@ def test_caae_shapes_64x64_rgb_with_attributes():
     assert (metrics["label_sensitivity"] > 0).all()
     run = fit(
         "caae",
-        model_config={"channels": [4], "img_disc_channels": [4], "latent_dim": 3},
+        model_config={"encoder_channels": [4], "img_disc_channels": [4], "latent_dim": 3},
         train_config=train_cfg(epochs=1, batch_size=8),
         data=data,
     )

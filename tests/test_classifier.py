@@ -17,7 +17,7 @@ from genae.models.base import Batch
 from genae.models.classifier import random_shift
 from genae.models.registry import build_model
 
-SMALL = ["--channels", "8,16", "--features", "32"]
+SMALL = ["--block-channels", "8,16", "--feature-width", "32"]
 
 
 def cli(*args):
@@ -58,7 +58,9 @@ def test_train_classifier_through_the_cli_without_snapshots(tmp_path):
 def test_evaluate_gives_per_example_accuracy_and_nll():
     digits = load_dataset("digits")
     torch.manual_seed(0)
-    model = build_model("classifier", {"channels": [8], "features": 16}, digits.spec).eval()
+    model = build_model(
+        "classifier", {"block_channels": [8], "feature_width": 16}, digits.spec
+    ).eval()
     batch = Batch(digits.test.images[:5].float() / 255, digits.test.labels[:5])
     metrics = model.evaluate(batch)
     assert set(metrics) == {"accuracy", "nll"}

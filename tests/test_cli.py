@@ -11,6 +11,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,9 +24,13 @@ import pytest
 import torch
 from PIL import Image
 
-from genae.cli import main
+from genae.cli import THREADS_HELP, main, model_summary
+from genae.config import TrainConfig, field_types
+from genae.data.download import IDX_FILES
 from genae.data.idx import write_idx
-from genae.data.sources import IDX_FILES
+from genae.models import MODELS
+from genae.models.m2 import M2Config
+from genae.version import __version__
 
 TINY = (
     "--dataset",
@@ -210,7 +215,85 @@ def test_subcommand_parse_error_has_the_common_prefix(capsys) -> None:
 
 def test_version(capsys) -> None:
     result = cli(capsys, "--version")
-    assert result.code == 0 and result.out.strip() == "genae 0.1.0"
+    assert result.code == 0 and result.out.strip() == "genae " + __version__
+
+
+# --- help ---------------------------------------------------------------------------------------
+
+
+def help_text(capsys, monkeypatch, *args: str) -> str:
+    monkeypatch.setenv("COLUMNS", "250")  # one line per option
+    result = cli(capsys, *args, "--help")
+    assert result.code == 0 and result.err == "", result
+    return result.out
+
+
+# "  --flag METAVAR  help", "  --flag, --no-flag  help"; a long flag has its help on the next line
+OPTION_LINE = re.compile(
+    r"^  (--[a-z0-9-]+)(?: [A-Z][A-Z,.]*)?(?:, --no-[a-z0-9-]+)?(?: {2,}(.*))?$"
+)
+
+
+def option_help(text: str) -> dict[str, str]:
+    """--flag -> its help text, from argparse's help output (printed without wrapping)."""
+    options = {}
+    lines = text.splitlines()
+    for line, following in zip(lines, [*lines[1:], ""], strict=True):
+        match = OPTION_LINE.match(line)
+        if match:
+            shown = match.group(2) or (following if following.startswith(" " * 8) else "")
+            options[match.group(1)] = shown.strip()
+    return options
+
+
+def test_train_help_lists_every_model(capsys, monkeypatch) -> None:
+    text = help_text(capsys, monkeypatch, "train")
+    for name, cls in MODELS.items():
+        assert re.search(rf"^    {re.escape(name)}\s+\S", text, re.M), f"{name} not listed"
+        assert model_summary(name, cls) in text
+
+
+def test_train_model_help_shows_only_that_models_options(capsys, monkeypatch) -> None:
+    text = help_text(capsys, monkeypatch, "train", "m2")
+    options = option_help(text)
+    assert "training options:" in text and "m2 options:" in text
+    for field in [*field_types(TrainConfig), *field_types(M2Config)]:
+        assert "--" + field.replace("_", "-") in options, field
+    for foreign in ("--prior", "--clusters", "--block-channels", "--features", "--m1-epochs"):
+        assert foreign not in options
+    assert options["--alpha"].startswith("Weight of the labelled classification loss")
+    assert "(default: 50.0)" in options["--alpha"]
+    assert "(default: yes)" in options["--baseline"]  # booleans: --baseline / --no-baseline
+    assert "--no-baseline" in text
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_every_train_option_has_a_help_line(capsys, monkeypatch, model: str) -> None:
+    options = option_help(help_text(capsys, monkeypatch, "train", model))
+    assert len(options) > len(field_types(TrainConfig))
+    assert not [flag for flag, shown in options.items() if not shown]
+
+
+@pytest.mark.parametrize("command", ["train", "sample", "evaluate", "experiment", "demo"])
+def test_threads_option_is_documented(capsys, monkeypatch, command: str) -> None:
+    args = ["train", "vae"] if command == "train" else [command]
+    options = option_help(help_text(capsys, monkeypatch, *args))
+    assert options["--threads"] == THREADS_HELP
+
+
+def test_threads_is_accepted_and_ignored_by_train(capsys) -> None:
+    result = cli(capsys, "train", "vae", "--threads", "1", "--dataset", "digits", "--epochs", "0")
+    assert_user_error(result, "epochs", "got 0")  # parsed past --threads to the config check
+
+
+def test_option_of_another_model(capsys) -> None:
+    assert_user_error(
+        cli(capsys, "train", "m2", "--prior", "normal"),
+        "--prior",
+        "does not apply to model 'm2'",
+        "aae",
+        "genae train m2 --help",
+    )
 
 
 # --- TOML config errors -----------------------------------------------------------------------

@@ -6,13 +6,25 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from genae.config import TrainConfig, from_mapping, read_toml, suggest, to_mapping
+from genae.config import (
+    TrainConfig,
+    field_docs,
+    field_types,
+    from_mapping,
+    read_toml,
+    suggest,
+    to_mapping,
+)
 from genae.errors import ConfigError, GenaeError
+from genae.metrics import MetricOptions
+from genae.models import MODELS
+from genae.models.dfcvae import DFCVAEConfig
 from genae.models.vae import VAEConfig
 
 
@@ -372,3 +384,68 @@ def test_read_toml_non_utf8_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         read_toml(path)
     assert str(info.value).startswith(f"{path}:")
+
+
+# --- field documentation ----------------------------------------------------------------------
+
+
+@dataclass
+class _Documented:
+    width: int = 3
+    """How wide."""
+    # a comment is not documentation
+    depth: int = 2
+    plain: str = ""
+    """Spread
+    over lines."""
+
+
+@dataclass
+class _Overriding(_Documented):
+    width: int = 4
+    """Wider."""
+    extra: bool = False
+    """Only here."""
+
+
+def test_field_docs_reads_attribute_docstrings() -> None:
+    assert field_docs(_Documented) == {"width": "How wide.", "plain": "Spread\nover lines."}
+
+
+def test_field_docs_subclass_overrides_base() -> None:
+    docs = field_docs(_Overriding)
+    assert docs == {"width": "Wider.", "plain": "Spread\nover lines.", "extra": "Only here."}
+
+
+def _all_configs() -> list[type]:
+    return [TrainConfig, MetricOptions, *{cls.config_class: None for cls in MODELS.values()}]
+
+
+@pytest.mark.parametrize("cls", _all_configs(), ids=lambda cls: cls.__name__)
+def test_every_config_field_has_a_one_line_docstring(cls: type) -> None:
+    docs = field_docs(cls)
+    for name in field_types(cls):
+        assert docs.get(name, "").strip(), f"{cls.__name__}.{name} has no docstring"
+        assert "\n" not in docs[name], f"{cls.__name__}.{name}: docstring of more than one line"
+
+
+def test_no_option_name_means_two_things() -> None:
+    """A field name has one type across the trainer and every model (no `features` that is a
+    feature-set name for one model and a width for another), and models never reuse a
+    trainer option's name."""
+    seen: dict[str, tuple[Any, str]] = {}
+    trainer_fields = set(field_types(TrainConfig))
+    for model, cls in MODELS.items():
+        for name, annotation in field_types(cls.config_class).items():
+            assert name not in trainer_fields, f"{model}.{name} is also a training option"
+            first = seen.setdefault(name, (annotation, model))
+            assert first[0] == annotation, (
+                f"'{name}' is {first[0]} in {first[1]} but {annotation} in {model}"
+            )
+    assert "channels" not in seen and "features" not in {
+        name for name, (annotation, _) in seen.items() if annotation is int
+    }
+
+
+def test_dfcvae_features_is_still_the_feature_set() -> None:
+    assert from_mapping(DFCVAEConfig, {"features": "vgg19-345"}).features == "vgg19-345"

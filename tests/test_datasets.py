@@ -1,8 +1,8 @@
 """Dataset sources: resolution order, checksums, (simulated) downloads, digits and user arrays.
 
 No test touches the network or the real ~/.cache: an autouse fixture points the cache at a
-temporary directory, empties the system directories and makes `_fetch` fail like an offline
-machine. Tests that need a download install their own `_fetch`.
+temporary directory, empties the system directories and makes `download.fetch` fail like an
+offline machine. Tests that need a download install their own `fetch`.
 """
 
 from __future__ import annotations
@@ -17,13 +17,16 @@ import numpy as np
 import pytest
 import torch
 
-from genae.data import sources
+from genae.cli import main
+from genae.data import download, sources
+from genae.data.arrays import from_arrays
+from genae.data.cache import cache_dir
+from genae.data.download import IDX_FILES
 from genae.data.idx import read_idx, write_idx
 from genae.data.sources import (
     DATASET_NAMES,
-    IDX_FILES,
     DatasetStatus,
-    from_arrays,
+    check_dataset_name,
     list_datasets,
     load_dataset,
 )
@@ -64,7 +67,7 @@ def make_idx_dir(directory: Path, n_train: int = 20, n_test: int = 10, seed: int
 
 
 class Offline:
-    """A `_fetch` that fails like a machine without network, recording what was asked."""
+    """A `fetch` that fails like a machine without network, recording what was asked."""
 
     def __init__(self) -> None:
         self.urls: list[str] = []
@@ -75,7 +78,7 @@ class Offline:
 
 
 class CopyFetch:
-    """A `_fetch` serving files from a local directory; mirrors listed in `down` are offline."""
+    """A `fetch` serving files from a local directory; mirrors listed in `down` are offline."""
 
     def __init__(self, source: Path, down: tuple[str, ...] = ()) -> None:
         self.source = source
@@ -96,12 +99,12 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Offline:
     for name in ("mnist", "fashion-mnist"):
         monkeypatch.setitem(sources.SYSTEM_DIRS, name, (tmp_path / "system" / name,))
     offline = Offline()
-    monkeypatch.setattr(sources, "_fetch", offline)
+    monkeypatch.setattr(download, "fetch", offline)
     return offline
 
 
 def _patch_checksums(monkeypatch: pytest.MonkeyPatch, name: str, md5s: dict[str, str]) -> None:
-    monkeypatch.setitem(sources.CHECKSUMS, name, dict(md5s))
+    monkeypatch.setitem(download.CHECKSUMS, name, dict(md5s))
 
 
 # --- names and registry -----------------------------------------------------------------------
@@ -123,9 +126,33 @@ def test_unknown_name_lists_valid_names_and_suggests() -> None:
     assert "did you mean" not in str(info.value)
 
 
-def test_name_spelling_is_forgiven(tmp_path: Path) -> None:
+@pytest.mark.parametrize("spelling", ["fashion_mnist", "Fashion-MNIST", "Fashion_MNIST"])
+def test_only_the_registered_spelling_is_accepted(tmp_path: Path, spelling: str) -> None:
+    # A second spelling would reach the run's config and miss every per-dataset table.
     make_idx_dir(tmp_path / "d")
-    assert load_dataset("Fashion_MNIST", tmp_path / "d").name == "fashion-mnist"
+    with pytest.raises(DataError) as info:
+        load_dataset(spelling, tmp_path / "d")
+    message = str(info.value)
+    assert message.startswith(
+        f"dataset: unknown dataset '{spelling}' (did you mean 'fashion-mnist'?)"
+    )
+    assert "\n" not in message
+    with pytest.raises(DataError, match="did you mean 'fashion-mnist'"):
+        check_dataset_name(spelling)
+    assert check_dataset_name("fashion-mnist") == "fashion-mnist"
+
+
+def test_cli_refuses_an_unregistered_spelling_before_starting_a_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    code = main(["train", "vae", "--dataset", "fashion_mnist", "--out", str(out), "--epochs", "1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(
+        "genae: error: dataset: unknown dataset 'fashion_mnist' (did you mean 'fashion-mnist'?)"
+    )
+    assert not out.exists()
 
 
 # --- IDX datasets: loading and resolution order -----------------------------------------------
@@ -179,13 +206,13 @@ def test_cache_from_env_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     _patch_checksums(monkeypatch, "fashion-mnist", fake.md5s)
     ds = load_dataset("fashion-mnist", download=False)
     assert ds.source == str(fake.directory) and len(ds.train) == 12
-    assert sources.cache_dir("fashion-mnist") == fake.directory
+    assert cache_dir("fashion-mnist") == fake.directory
 
 
 def test_default_cache_is_under_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("GENAE_DATA_DIR")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert sources.cache_dir("mnist") == tmp_path / "home" / ".cache" / "genae" / "mnist"
+    assert cache_dir("mnist") == tmp_path / "home" / ".cache" / "genae" / "mnist"
 
 
 def test_cache_checksum_mismatch_is_reported(tmp_path: Path) -> None:
@@ -195,7 +222,7 @@ def test_cache_checksum_mismatch_is_reported(tmp_path: Path) -> None:
     message = str(info.value)
     assert "\n" not in message
     assert f"{fake.directory / IDX_FILES[0]} has md5 {fake.md5s[IDX_FILES[0]]}" in message
-    assert sources.CHECKSUMS["mnist"][IDX_FILES[0]] in message
+    assert download.CHECKSUMS["mnist"][IDX_FILES[0]] in message
 
 
 def test_system_dir_used_when_cache_empty(tmp_path: Path) -> None:
@@ -258,7 +285,7 @@ def test_offline_download_failure_gives_one_line_hint(tmp_path: Path, isolated: 
     assert "downloading train-images-idx3-ubyte.gz failed" in message
     assert "simulated: no network" in message
     assert "--data-dir DIR" in message and "apt-get" not in message  # no MNIST package
-    assert isolated.urls == [m + IDX_FILES[0] for m in sources.MIRRORS["mnist"]]
+    assert isolated.urls == [m + IDX_FILES[0] for m in download.MIRRORS["mnist"]]
     cache = tmp_path / "cache" / "mnist"
     assert list(cache.iterdir()) == []  # no temp files left behind
 
@@ -269,18 +296,18 @@ def test_simulated_download_fills_and_verifies_cache(
     upstream = make_idx_dir(tmp_path / "upstream")
     _patch_checksums(monkeypatch, "mnist", upstream.md5s)
     fetch = CopyFetch(upstream.directory)
-    monkeypatch.setattr(sources, "_fetch", fetch)
+    monkeypatch.setattr(download, "fetch", fetch)
 
     ds = load_dataset("mnist")
     cache = tmp_path / "cache" / "mnist"
     assert ds.source == str(cache)
     assert any("downloaded mnist" in note for note in ds.notes)
     assert sorted(p.name for p in cache.iterdir()) == sorted(IDX_FILES)
-    assert fetch.urls == [sources.MIRRORS["mnist"][0] + f for f in IDX_FILES]
+    assert fetch.urls == [download.MIRRORS["mnist"][0] + f for f in IDX_FILES]
     np.testing.assert_array_equal(ds.train.images[:, 0].numpy(), upstream.train_images)
 
     # Second load comes from the verified cache, without any fetching.
-    monkeypatch.setattr(sources, "_fetch", Offline())
+    monkeypatch.setattr(download, "fetch", Offline())
     again = load_dataset("mnist")
     assert again.source == str(cache) and again.notes == ()
 
@@ -290,9 +317,9 @@ def test_download_falls_back_to_the_next_mirror(
 ) -> None:
     upstream = make_idx_dir(tmp_path / "upstream")
     _patch_checksums(monkeypatch, "mnist", upstream.md5s)
-    first, second = sources.MIRRORS["mnist"]
+    first, second = download.MIRRORS["mnist"]
     fetch = CopyFetch(upstream.directory, down=(first,))
-    monkeypatch.setattr(sources, "_fetch", fetch)
+    monkeypatch.setattr(download, "fetch", fetch)
     ds = load_dataset("mnist")
     assert len(ds.train) == 20
     assert fetch.urls[:2] == [first + IDX_FILES[0], second + IDX_FILES[0]]
@@ -308,7 +335,7 @@ def test_download_only_fetches_missing_or_bad_files(
     shutil.copy(upstream.directory / IDX_FILES[0], cache / IDX_FILES[0])  # good
     (cache / IDX_FILES[1]).write_bytes(b"stale")  # bad: replaced
     fetch = CopyFetch(upstream.directory)
-    monkeypatch.setattr(sources, "_fetch", fetch)
+    monkeypatch.setattr(download, "fetch", fetch)
     ds = load_dataset("fashion-mnist")
     assert [u.rsplit("/", 1)[1] for u in fetch.urls] == list(IDX_FILES[1:])
     np.testing.assert_array_equal(ds.train.labels.numpy(), upstream.train_labels)
@@ -321,7 +348,7 @@ def test_bad_checksum_is_rejected_and_leaves_no_file(
     wrong = dict(upstream.md5s)
     wrong[IDX_FILES[2]] = "0" * 32
     _patch_checksums(monkeypatch, "mnist", wrong)
-    monkeypatch.setattr(sources, "_fetch", CopyFetch(upstream.directory))
+    monkeypatch.setattr(download, "fetch", CopyFetch(upstream.directory))
     with pytest.raises(DataError) as info:
         load_dataset("mnist")
     message = str(info.value)
@@ -340,7 +367,7 @@ def test_interrupted_download_leaves_no_file(
         dest.write_bytes(b"\x1f\x8b partial")
         raise TimeoutError("simulated: read timed out")
 
-    monkeypatch.setattr(sources, "_fetch", half_then_fail)
+    monkeypatch.setattr(download, "fetch", half_then_fail)
     with pytest.raises(DataError, match="read timed out"):
         load_dataset("fashion-mnist")
     assert list((tmp_path / "cache" / "fashion-mnist").iterdir()) == []

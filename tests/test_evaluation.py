@@ -100,7 +100,9 @@ def test_judge_is_cached_and_its_id_recorded(experiment, cache, capsys):
     assert "training" not in capsys.readouterr().err
     weights = judge.run_dir / "model.safetensors"
     assert judge.sha256 == judge_module.weights_sha256(weights)
-    assert judge.run_dir == out.parent / "cache" / "judges" / "digits"
+    # a shared helper run: cache/runs/judge-<dataset>-<key of its recipe and data>
+    assert judge.run_dir.parent == out.parent / "cache" / "runs"
+    assert judge.run_dir.name.startswith("judge-digits-")
     assert judge.test_accuracy >= judge_module.TARGET_ACCURACY["digits"]
     evaluation = json.loads((out / "cvae" / "evaluation.json").read_text())
     about = evaluation["computed_on"]["conditional_accuracy"]
@@ -120,8 +122,9 @@ def test_reconstruction_ceiling_of_a_perfect_reconstructor_is_the_judges_accurac
     from genae.data.sources import load_dataset
     from genae.metrics.classification import judged_reconstruction_accuracy
     from genae.metrics.registry import EvalContext
+    from genae.models.base import Reconstructs
 
-    class Identity:
+    class Identity(Reconstructs):
         spec = load_dataset("digits").spec
 
         def reconstruct(self, x, y):
@@ -147,12 +150,13 @@ def test_relabel_accuracy_catches_a_generator_that_ignores_the_label(cache):
     from genae.data.sources import load_dataset
     from genae.metrics.classification import judged_relabel_accuracy
     from genae.metrics.registry import EvalContext
+    from genae.models.base import Relabels
 
     test = TensorData(load_dataset("digits").test)
     everything = test.batch(torch.arange(len(test)))
     first_of_class = {c: everything.x[everything.y == c][:1] for c in range(10)}
 
-    class IgnoresLabel:
+    class IgnoresLabel(Relabels):
         spec = load_dataset("digits").spec
 
         def relabel(self, x, y):
@@ -234,7 +238,8 @@ def test_experiment_errors(tmp_path, monkeypatch):
 
 
 def test_claims_compare_runs_bound_values_and_beat_a_baseline_of_the_same_run(tmp_path):
-    from genae.report import RunInfo, check_expectations
+    from genae.claims import Claim, check_claims
+    from genae.report import RunInfo
 
     def run(name, *history):
         config = {"model": "m", "train": {"dataset": "d"}}
@@ -257,9 +262,10 @@ def test_claims_compare_runs_bound_values_and_beat_a_baseline_of_the_same_run(tm
         {"run": "b", "metric": "acc", "exceeds": "kmeans"},  # b has no k-means: unchecked
         {"run": "gone", "metric": "acc", "at_most": 1.0},
     ]
-    outcome = [r["ok"] for r in check_expectations(runs, claims)]
+    claims = [Claim.parse(entry, "test") for entry in claims]
+    outcome = [o.ok for o in check_claims(claims, runs)]
     assert outcome == [True, False, True, False, True, None, None]
-    detail = check_expectations(runs, claims[4:5])[0]["detail"]
+    detail = claims[4].check(runs).detail
     assert "0.7000" in detail and "0.6000" in detail
 
 
@@ -282,7 +288,7 @@ def test_experiment_claims_are_checked_when_loaded(tmp_path, monkeypatch, claim,
     )
     monkeypatch.setattr(experiments, "EXPERIMENTS_DIR", tmp_path)
     if message is None:
-        assert experiments.load_experiment("e").expect[0]["exceeds"] == "kmeans"
+        assert experiments.load_experiment("e").expect[0].exceeds == "kmeans"
     else:
         with pytest.raises(ConfigError, match=re.escape(message)):
             experiments.load_experiment("e")

@@ -3,6 +3,7 @@ loading, freezing), the perceptual loss, and a tiny convvae/dfcvae learning on d
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -14,19 +15,14 @@ from genae.api import fit
 from genae.data.memory import TensorData
 from genae.data.sources import load_dataset
 from genae.data.types import DataSpec
-from genae.errors import ConfigError
+from genae.errors import CheckpointError, ConfigError
 from genae.models.base import Batch
+from genae.models.dfcvae import FEATURE_NETWORK, FEATURE_ROLE
 from genae.models.registry import build_model
-from genae.nn.perceptual import (
-    VGG19_RELU_INDEX,
-    FeatureClassifier,
-    feature_mse,
-    vgg19_features,
-)
-from genae.training.features import save_classifier
+from genae.nn.perceptual import VGG19_RELU_INDEX, feature_mse, vgg19_features
 from genae.training.trainer import evaluate
 
-SMALL = {"latent_dim": 8, "channels": [8, 16, 16, 32]}
+SMALL = {"latent_dim": 8, "stage_channels": [8, 16, 16, 32]}
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +60,7 @@ def test_convvae_shapes(shape):
 
 def test_convvae_default_architecture_is_the_papers():
     model = build_model("convvae", {}, DataSpec(shape=(3, 64, 64)))
-    convs = [m for m in model.encoder.net if isinstance(m, nn.Conv2d)]
+    convs = [m for m in model.encoder.convs if isinstance(m, nn.Conv2d)]
     assert [c.out_channels for c in convs] == [32, 64, 128, 256]
     assert all(c.kernel_size == (4, 4) and c.stride == (2, 2) for c in convs)
     assert model.posterior.mean.out_features == 100
@@ -142,23 +138,25 @@ def test_perceptual_loss_is_zero_for_identical_images(vgg_file):
     assert (feature_mse(net, x, torch.rand_like(x)) > 0).all()
 
 
-def _classifier_file(tmp_path: Path, channels: int = 1) -> Path:
+def _feature_classifier(channels: int = 1):
+    """An untrained `classifier` of DFC-VAE's feature network, as if handed over by `fit`."""
     torch.manual_seed(3)
-    net = FeatureClassifier(channels, 10)
+    spec = DataSpec(shape=(channels, 16, 16), num_classes=10)
+    net = build_model("classifier", FEATURE_NETWORK, spec)
     for m in net.modules():  # non-trivial running statistics, to see that they never move
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-0.1, 0.1)
             m.running_var.uniform_(0.5, 1.5)
-    path = tmp_path / "feature_classifier.safetensors"
-    save_classifier(path, net, {})
-    return path
+    return net.eval()
 
 
 @pytest.mark.parametrize("features", ["vgg19-123", "classifier"])
 def test_gradients_reach_the_vae_never_the_feature_network(features, vgg_file, tmp_path):
-    weights = str(vgg_file) if features != "classifier" else str(_classifier_file(tmp_path, 3))
-    config = {**SMALL, "features": features, "feature_weights": weights}
+    config = {**SMALL, "features": features}
+    if features != "classifier":
+        config["feature_weights"] = str(vgg_file)
     model = build_model("dfcvae", config, DataSpec(shape=(3, 16, 16)))
+    model.use_pretrained({FEATURE_ROLE: _feature_classifier(3)})
     model.train()
     x = torch.rand(4, 3, 16, 16)
     phi = model.feature_network(x.device)
@@ -185,14 +183,12 @@ def test_gradients_reach_the_vae_never_the_feature_network(features, vgg_file, t
         assert torch.equal(value, after[key]), key
 
 
-def test_pixel_term_is_added_on_request(tmp_path):
-    config = {
-        **SMALL,
-        "features": "classifier",
-        "pixel_weight": 1.0,
-        "feature_weights": str(_classifier_file(tmp_path)),
-    }
+def test_pixel_term_is_added_on_request():
+    config = {**SMALL, "features": "classifier", "pixel_weight": 1.0}
     model = build_model("dfcvae", config, DataSpec(shape=(1, 8, 8)))
+    with pytest.raises(ConfigError, match="handed over"):  # phi comes from `fit`, not a file
+        model.feature_network(torch.device("cpu"))
+    model.use_pretrained({FEATURE_ROLE: _feature_classifier(1)})
     terms = model.loss(Batch(torch.rand(2, 1, 8, 8)))
     assert set(terms) == {"loss", "kl", "feature", "pixel"}
 
@@ -216,12 +212,14 @@ def test_dfcvae_with_classifier_features_trains_caches_and_resumes(digits, tmp_p
     run = fit(
         "dfcvae", model_config=model_config, train_config=cfg, data=digits, run_dir=tmp_path / "run"
     )
-    cached = list((tmp_path / "cache" / "features").glob("digits-*.safetensors"))
+    # The feature network is an ordinary 'classifier' run, shared through the cache.
+    cached = list((tmp_path / "cache" / "runs").glob(f"{FEATURE_ROLE}-digits-*"))
     assert len(cached) == 1
-    assert (tmp_path / "run" / "feature_classifier.safetensors").is_file()
+    assert json.loads((cached[0] / "config.json").read_text())["model"] == "classifier"
+    assert not any(k.startswith("_phi") for k in run.model.state_dict())
     assert run.history[-1]["train_feature"] > 0
-    mtime = cached[0].stat().st_mtime_ns
-    # The second run reuses the cached classifier; a resumed run reads the run dir's copy.
+    mtime = (cached[0] / "model.safetensors").stat().st_mtime_ns
+    # The second run and a resumed one reuse the cached network.
     fit(
         "dfcvae",
         model_config=model_config,
@@ -229,7 +227,6 @@ def test_dfcvae_with_classifier_features_trains_caches_and_resumes(digits, tmp_p
         data=digits,
         run_dir=tmp_path / "run2",
     )
-    assert cached[0].stat().st_mtime_ns == mtime
     fit(
         "dfcvae",
         model_config=model_config,
@@ -238,6 +235,30 @@ def test_dfcvae_with_classifier_features_trains_caches_and_resumes(digits, tmp_p
         run_dir=tmp_path / "run",
         resume=True,
     )
+    assert (cached[0] / "model.safetensors").stat().st_mtime_ns == mtime
+    assert len(list((tmp_path / "cache" / "runs").iterdir())) == 1
     import genae
 
     assert genae.load(tmp_path / "run").sample(2).shape == (2, 1, 8, 8)
+    # --feature-weights names a trained classifier run directory.
+    named = {**model_config, "feature_weights": str(cached[0])}
+    fit("dfcvae", model_config=named, train_config=cfg, data=digits, run_dir=tmp_path / "run3")
+    assert len(list((tmp_path / "cache" / "runs").iterdir())) == 1
+
+
+def test_dfcvae_feature_weights_must_name_a_classifier_run(digits, tmp_path):
+    cfg = {"epochs": 1, "progress": False, "snapshot_epochs": [], "max_train_examples": 200}
+    config = {**SMALL, "features": "classifier", "feature_weights": str(tmp_path / "none")}
+    with pytest.raises(CheckpointError, match="feature_weights: .*none: run directory not found"):
+        fit("dfcvae", model_config=config, train_config=cfg, data=digits, run_dir=tmp_path / "r")
+    fit(
+        "vae",
+        model_config={"hidden": [8], "latent_dim": 2},
+        train_config=cfg,
+        data=digits,
+        run_dir=tmp_path / "vae",
+    )
+    config["feature_weights"] = str(tmp_path / "vae")
+    with pytest.raises(ConfigError, match="feature_weights: .* is a 'vae' run"):
+        fit("dfcvae", model_config=config, train_config=cfg, data=digits, run_dir=tmp_path / "r")
+    assert not (tmp_path / "r").exists()  # refused before the run directory was made

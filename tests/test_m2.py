@@ -8,8 +8,9 @@ import torch.nn.functional as F
 
 import genae.models.m2 as m2_module
 from genae.api import fit
+from genae.data.arrays import from_arrays
 from genae.data.memory import TensorData, stratified_indices
-from genae.data.sources import from_arrays, load_dataset
+from genae.data.sources import load_dataset
 from genae.data.types import DataSpec
 from genae.errors import CheckpointError, ConfigError, DataError
 from genae.models.base import Batch

@@ -103,7 +103,7 @@ def test_iw_nll_is_below_neg_elbo_on_a_trained_run(name):
 
 def test_iw_nll_refuses_a_model_without_log_weights():
     digits = load_dataset("digits")
-    model = build_model("classifier", {"channels": [4], "features": 8}, digits.spec)
+    model = build_model("classifier", {"block_channels": [4], "feature_width": 8}, digits.spec)
     with pytest.raises(ConfigError, match="iw_nll.*classifier"):
         importance_weighted_nll(model, TensorData(digits.test), 10)
 

@@ -1,9 +1,11 @@
 """The trainer: learning, determinism, exact resume (in-process and after SIGKILL), signals,
 non-finite losses."""
 
+import dataclasses
 import json
 import math
 import signal
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,9 +14,10 @@ from faults import run_genae
 from safetensors.torch import load_file
 
 from genae.api import fit
+from genae.config import TrainConfig
 from genae.data.memory import TensorData
 from genae.data.sources import load_dataset
-from genae.errors import NonFiniteLossError
+from genae.errors import ConfigError, NonFiniteLossError
 from genae.training.checkpoint import load_checkpoint
 from genae.training.trainer import evaluate
 
@@ -110,6 +113,44 @@ def test_resume_after_crash_mid_epoch_is_exact(digits, tmp_path, monkeypatch, lr
         json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
     ]
     assert [m["neg_elbo"] for m in resumed.history] == [m["neg_elbo"] for m in full_metrics]
+
+
+def test_resume_compares_only_the_options_given_and_keeps_an_explicit_default(digits, tmp_path):
+    """What a caller sets is recorded in config.json; a resume compares only that with the saved
+    run. A full TrainConfig sets every field, so its epochs=10 (the default) extends a run of 2
+    (found by comparing with the defaults, it used to be dropped)."""
+    run_dir = tmp_path / "run"
+    config = TrainConfig(epochs=2, max_train_examples=200, progress=False, snapshot_epochs=())
+    fit("vae", model_config=TINY, train_config=config, data=digits, run_dir=run_dir)
+    explicit = json.loads((run_dir / "config.json").read_text())["explicit"]
+    assert explicit == {
+        "train": sorted(f.name for f in dataclasses.fields(TrainConfig)),
+        "model": ["hidden", "latent_dim"],
+    }
+    resumed = fit(
+        "vae", train_config=replace(config, epochs=10), data=digits, run_dir=run_dir, resume=True
+    )
+    assert [m["epoch"] for m in resumed.history] == list(range(1, 11))
+    # A mapping sets its keys only: the saved lr and seed stand, an explicit default is compared.
+    more = fit("vae", train_config={"epochs": 11}, data=digits, run_dir=run_dir, resume=True)
+    assert len(more.history) == 11
+    with pytest.raises(ConfigError, match="latent_dim: the run was started with 4"):
+        fit(
+            "vae",
+            model_config={"latent_dim": 16},
+            train_config={"epochs": 12},
+            data=digits,
+            run_dir=run_dir,
+            resume=True,
+        )
+    with pytest.raises(ConfigError, match="seed: the run was started with 0"):
+        fit(
+            "vae",
+            train_config=replace(config, epochs=12, seed=1),
+            data=digits,
+            run_dir=run_dir,
+            resume=True,
+        )
 
 
 def test_cosine_schedule_sets_each_steps_learning_rate(digits, tmp_path):

@@ -31,9 +31,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm import tqdm
 
 from genae.config import suggest
+from genae.data.cache import cache_dir
 from genae.data.types import DatasetSplits, ImageArrays
 from genae.errors import DataError
 from genae.io import atomic_path, write_json_atomic
@@ -74,8 +76,6 @@ class ImageOptions:
 def decode_image(path: Path, crop: int, size: int, mode: str) -> np.ndarray:
     """One image as uint8 (C, size, size): centre crop `crop` (0: the largest square), then a
     bicubic (antialiased) resize. Raises OSError/ValueError for undecodable files."""
-    from PIL import Image
-
     with Image.open(path) as image:
         image = image.convert(mode)
         w, h = image.size
@@ -314,8 +314,6 @@ def load_celeba(data_dir: Path | None, options: ImageOptions, cache: Path) -> Da
     """CelebA (aligned) from its official files: train = partition 0, test = partition 2 (the
     validation partition 1 is decoded into the cache too, but not part of the splits).
     Images: centre crop 148x148, resized to `options.size` (64)."""
-    from genae.data.sources import cache_dir
-
     root = find_celeba(data_dir, cache)
     if root is None:
         where = ", ".join(str(p) for p in ([data_dir, data_dir / "celeba"] if data_dir else []))
@@ -438,8 +436,6 @@ def load_folder(data_dir: Path | None, options: ImageOptions) -> DatasetSplits:
     """Every image under --data-dir (recursively; sorted by path), centre-cropped to a square and
     resized to `options.size`. Grayscale when the first image is, else RGB. Optional labels in
     labels.csv (see `_folder_labels`). A seeded 10% of the images is the test split."""
-    from genae.data.sources import cache_dir
-
     if data_dir is None or not data_dir.is_dir():
         raise DataError(
             f"folder: expected --data-dir DIR, a directory of images, got {data_dir or 'none'}"
@@ -449,8 +445,6 @@ def load_folder(data_dir: Path | None, options: ImageOptions) -> DatasetSplits:
         raise DataError(f"{data_dir}: expected at least 2 images ({', '.join(IMAGE_SUFFIXES)})")
     labels, class_names, attribute_names = _folder_labels(data_dir, files, options)
     try:
-        from PIL import Image
-
         with Image.open(files[0]) as first:
             mode = "L" if first.mode in ("L", "1", "I", "I;16", "F") else "RGB"
     except Exception:

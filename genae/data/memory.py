@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from genae.data.types import ImageArrays
+from genae.data.types import Batch, ImageArrays
 from genae.errors import DataError
-from genae.models.base import Batch
 
 
 def seeded_generator(*parts: int) -> torch.Generator:

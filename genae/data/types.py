@@ -1,4 +1,4 @@
-"""Plain containers shared by every dataset source and by the trainer."""
+"""Plain containers shared by every dataset source, the models and the trainer."""
 
 from __future__ import annotations
 
@@ -99,3 +99,30 @@ class DatasetSplits:
             attribute_names=self.attribute_names,
             class_names=self.class_names,
         )
+
+
+@dataclass
+class Batch:
+    """A minibatch on the training device.
+
+    x: float images (B, C, H, W) in [0, 1].
+    y: int64 class indices (B,), float +1/-1 attributes (B, A), or None.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor | None = None
+    # Semi-supervised training: `x` comes without labels (y is None) and a minibatch from the
+    # labelled subset rides along, so a few labels are seen in every step.
+    x_labelled: torch.Tensor | None = None
+    y_labelled: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def labelled_part(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(x, y) of the examples whose labels the model may use, or None."""
+        if self.y is not None:
+            return self.x, self.y
+        if self.y_labelled is not None and len(self.y_labelled):
+            return self.x_labelled, self.y_labelled
+        return None

@@ -6,10 +6,10 @@ Each experiment is a TOML file shipped beside this module (`NAME.toml`):
     [train]            training settings shared by every run
     [[runs]]           name, model, model_config = {...}, train = {...} (per-run overrides),
                        metrics = [...] (registered metrics computed once the run is trained)
-    [[expect]]         the claims the report checks: {metric, epoch, lower, than} compares two
-                       runs at an epoch; {run, metric, at_least | at_most} bounds one final value;
-                       {run, metric, exceeds} says a final value beats another metric of the same
-                       run (a baseline the run computes, such as k-means on pixels)
+    [[expect]]         the claims the report checks (`genae.claims`): {metric, epoch, lower,
+                       than} compares two runs at an epoch; {run, metric, at_least | at_most}
+                       bounds one final value; {run, metric, exceeds} says a final value beats
+                       another metric of the same run (a baseline, such as k-means on pixels)
 
 Runs go to DIR/<run name>: a finished one is reused, an interrupted one resumed, so re-running an
 experiment only does what is missing. The report is DIR/report.html; DIR/experiment.json holds
@@ -25,12 +25,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from genae.api import evaluate_run, fit
+from genae.claims import Claim
 from genae.config import read_toml, suggest
+from genae.data.sources import load_dataset
 from genae.errors import ConfigError
 from genae.io import write_json_atomic
+from genae.models.registry import MODELS
+from genae.report import build_report
+from genae.training import rundir
 
 EXPERIMENTS_DIR = Path(__file__).parent
-EVALUATION_FILE = "evaluation.json"  # a run's extra metrics (genae evaluate --save writes it too)
 
 
 @dataclass
@@ -51,7 +56,7 @@ class Experiment:
     dataset: str
     train: dict[str, Any]
     runs: list[RunSpec]
-    expect: list[dict[str, Any]]
+    expect: list[Claim]
     path: Path
 
 
@@ -79,8 +84,11 @@ def load_experiment(name: str) -> Experiment:
             )
             for r in doc["runs"]
         ]
-        expect = list(doc.get("expect", []))
-        check_claims(expect, {r.name for r in runs}, path)
+        run_names = {r.name for r in runs}
+        expect = [
+            Claim.parse(entry, f"{path}: [[expect]] number {i}", run_names)
+            for i, entry in enumerate(doc.get("expect", []), 1)
+        ]
         return Experiment(
             name=doc["name"],
             version=int(doc.get("version", 0)),
@@ -96,34 +104,8 @@ def load_experiment(name: str) -> Experiment:
         raise ConfigError(f"{path}: malformed experiment ({exc!r})") from None
 
 
-def check_claims(expect: list[dict[str, Any]], run_names: set[str], path: Path) -> None:
-    """Each [[expect]] entry has one of the three forms and names runs of this experiment, so a
-    claim cannot silently read "not checked" after hours of training."""
-    for i, claim in enumerate(expect, 1):
-        where = f"{path}: [[expect]] number {i}"
-        if not isinstance(claim.get("metric"), str):
-            raise ConfigError(f"{where}: expected a 'metric' name")
-        if "lower" in claim:
-            named, form = [claim["lower"], claim.get("than")], "{metric, lower, than}"
-        elif "exceeds" in claim:
-            named, form = [claim.get("run")], "{run, metric, exceeds}"
-        elif "at_least" in claim or "at_most" in claim:
-            named, form = [claim.get("run")], "{run, metric, at_least | at_most}"
-        else:
-            raise ConfigError(
-                f"{where}: expected 'lower'/'than', 'exceeds', or 'at_least'/'at_most'"
-            )
-        for name in named:
-            if name not in run_names:
-                raise ConfigError(
-                    f"{where}: {form} names run {name!r}; runs: {', '.join(sorted(run_names))}"
-                )
-
-
 def check_models(experiment: Experiment) -> None:
     """Refuse, before training anything, an experiment whose models are not registered."""
-    from genae.models.registry import MODELS
-
     for run in experiment.runs:
         if run.model not in MODELS:
             raise ConfigError(
@@ -133,8 +115,6 @@ def check_models(experiment: Experiment) -> None:
 
 
 def _finished_epochs(run_dir: Path) -> int:
-    from genae.training import rundir
-
     try:
         return len((run_dir / rundir.METRICS_FILE).read_text().splitlines())
     except OSError:
@@ -165,10 +145,6 @@ def run_experiment(
 ) -> Path:
     """Train (or reuse) every run of experiment `name` under `out`, compute the runs' extra
     metrics, and write `out/report.html`. Returns the report's path."""
-    from genae.api import evaluate_run, fit
-    from genae.data.sources import load_dataset
-    from genae.report import build_report
-
     experiment = load_experiment(name)
     check_models(experiment)
     dataset = dataset or experiment.dataset
@@ -189,7 +165,7 @@ def run_experiment(
         done = _finished_epochs(run_dir)
         if not force and done >= train["epochs"]:
             print(f"genae: {run_dir} already trained ({done} epochs); reusing it", file=sys.stderr)
-        elif not force and (run_dir / "checkpoint.safetensors").exists():
+        elif not force and (run_dir / rundir.CHECKPOINT_FILE).exists():
             print(f"genae: resuming {run_dir}", file=sys.stderr)
             fit(
                 run.model,
@@ -211,7 +187,7 @@ def run_experiment(
             result = evaluate_run(
                 run_dir, data=data, device=device, metrics=run.metrics, options=metric_options
             )
-            write_json_atomic(run_dir / EVALUATION_FILE, result)
+            write_json_atomic(run_dir / rundir.EVALUATION_FILE, result)
         run_dirs.append(run_dir)
     report = out / "report.html"
     outcome = build_report(
@@ -219,7 +195,7 @@ def run_experiment(
         report,
         title=f"{experiment.title} — {data.name}",
         description=experiment.description,
-        expectations=experiment.expect,
+        claims=experiment.expect,
         names=[r.name for r in experiment.runs],
         experiment=f"{experiment.name} v{experiment.version}",
     )
@@ -230,7 +206,7 @@ def run_experiment(
             "version": experiment.version,
             "dataset": data.name,
             "runs": {r.name: str(d) for r, d in zip(experiment.runs, run_dirs)},
-            "expectations": outcome,
+            "expectations": [o.to_json() for o in outcome],
             "definition": json.loads(json.dumps(read_toml(experiment.path))),
         },
     )

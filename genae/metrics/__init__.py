@@ -20,6 +20,7 @@ from genae.errors import ConfigError
 from genae.metrics import classification, fid, likelihood  # noqa: F401  (register metrics)
 from genae.metrics.registry import METRICS, EvalContext, MetricOptions, Result
 from genae.models.base import GenerativeModel
+from genae.training.trainer import evaluate
 
 __all__ = ["METRICS", "EvalContext", "MetricOptions", "Result", "compute_metrics", "parse_names"]
 
@@ -48,8 +49,6 @@ def compute_metrics(
     Returns (values, computed_on): computed_on[metric] says what each number was computed on.
     A name that is neither registered nor one of the model's own metrics is a ConfigError.
     """
-    from genae.training.trainer import evaluate
-
     options = options or MetricOptions()
     options.validate()
     values = evaluate(model, test, eval_batch_size, seed)

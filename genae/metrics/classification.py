@@ -1,7 +1,7 @@
 """Classification metrics, as plain functions other models (M2, AAE) call on their predictions,
 and the registered `conditional_accuracy` built on them. Clustering accuracy (Hungarian
 one-to-one matching, or majority class per cluster when there are more clusters than classes)
-lives in `genae.metrics.clustering`.
+lives in `genae.scores`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import torch
 from genae.data.memory import seeded_generator
 from genae.errors import ConfigError
 from genae.metrics.registry import EvalContext, Result, register_metric
+from genae.models.base import Reconstructs, Relabels
 
 
 def _as_numpy(values: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -104,16 +105,18 @@ def _test_pairs(ctx: EvalContext):
 def judged_relabel_accuracy(ctx: EvalContext, judge) -> float | None:
     """Share of test images re-generated under another class (`model.relabel(x, y')`, the CAAE
     paper's use: same code, new label) that the judge labels with the new class. Every image
-    gets a different class, cycling through the K - 1 others. None without `relabel`."""
-    relabel = getattr(ctx.model, "relabel", None)
+    gets a different class, cycling through the K - 1 others. None for a model that does not
+    relabel."""
+    model = ctx.model
     batches = _test_pairs(ctx)
-    if relabel is None or batches is None:
+    if not isinstance(model, Relabels) or batches is None:
         return None
-    k, hits, seen = ctx.model.spec.num_classes, 0, 0
+    k, hits, seen = model.spec.num_classes, 0, 0
     for batch in batches:
         offset = 1 + (torch.arange(seen, seen + len(batch.y), device=batch.y.device) % (k - 1))
         target = (batch.y + offset) % k
-        hits += int((judge.predict(relabel(batch.x, target)).to(target.device) == target).sum())
+        relabelled = model.relabel(batch.x, target)
+        hits += int((judge.predict(relabelled).to(target.device) == target).sum())
         seen += len(target)
     return hits / seen
 
@@ -126,16 +129,16 @@ def judged_reconstruction_accuracy(ctx: EvalContext, judge) -> tuple[float, list
     The ceiling of conditional_accuracy for this decoder: if the judge cannot tell the class of
     a reconstruction made with the right label, the decoder's images are too coarse for it, and
     generated images will not do better. Separates "blurry" from "ignores its label"."""
-    reconstruct = getattr(ctx.model, "reconstruct", None)
+    model = ctx.model
     batches = _test_pairs(ctx)
-    if reconstruct is None or batches is None:
+    if not isinstance(model, Reconstructs) or batches is None:
         return None
     predicted, labels = [], []
     for batch in batches:
-        predicted.append(judge.predict(reconstruct(batch.x, batch.y)))
+        predicted.append(judge.predict(model.reconstruct(batch.x, batch.y)))
         labels.append(batch.y)
     hit = torch.cat(predicted).cpu() == torch.cat(labels).cpu()
     y = torch.cat(labels).cpu()
-    k = ctx.model.spec.num_classes
+    k = model.spec.num_classes
     per_class = [round(float(hit[y == c].float().mean()), 4) for c in range(k) if (y == c).any()]
     return float(hit.float().mean()), per_class

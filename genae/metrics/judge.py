@@ -1,7 +1,8 @@
 """The domain classifier ("judge") of a dataset: found in the cache, or trained once and cached.
 
-It lives in an ordinary run directory, `$GENAE_DATA_DIR/judges/<dataset>` (or
-`~/.cache/genae/judges/<dataset>`), so `genae evaluate` works on it like on any run. Its identity
+It is a helper run like any other (`genae.training.runs.ensure_run`): trained by the one trainer
+into `$GENAE_DATA_DIR/runs/judge-<dataset>-<key>` (or `~/.cache/genae/runs/...`), where <key>
+hashes its recipe and the data, so `genae evaluate` works on it like on any run. Its identity
 is the SHA-256 of its weights file: every metric computed with it stores that id, because FID and
 conditional accuracy are only comparable between runs judged by the same classifier.
 """
@@ -10,19 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from genae.data.sources import cache_dir, load_dataset
+from genae.config import TrainConfig
+from genae.data.sources import check_dataset_name, load_dataset
 from genae.data.types import DatasetSplits
 from genae.errors import CheckpointError, ConfigError
+from genae.models.base import Pretrained
 from genae.models.classifier import Classifier
 from genae.training import rundir
+from genae.training.runs import ensure_run
 
 # How each dataset's judge is trained: fixed seed, enough epochs to reach the target accuracy.
 # "model": the classifier's config; everything else is training config.
@@ -36,7 +38,7 @@ RECIPES: dict[str, dict] = {
         "epochs": 15,
         "lr": 2e-3,
         "batch_size": 50,
-        "model": {"channels": [16, 32], "features": 64, "shift": 0},
+        "model": {"block_channels": [16, 32], "feature_width": 64, "shift": 0},
     },
 }
 DEFAULT_RECIPE: dict = {"epochs": 10}
@@ -73,8 +75,12 @@ class Judge:
         return {"id": self.id, "run_dir": str(self.run_dir), "test_accuracy": self.test_accuracy}
 
 
-def judges_dir(dataset: str) -> Path:
-    return cache_dir("judges") / dataset
+def judge_recipe(dataset: str) -> Pretrained:
+    """How the judge of `dataset` is trained, as a shared helper run of the 'classifier'."""
+    recipe = {**DEFAULT_RECIPE, **RECIPES.get(dataset, {})}
+    model_config = recipe.pop("model", {})
+    training = {"seed": 0, "snapshot_epochs": [], **recipe}
+    return Pretrained("judge", "classifier", model_config, training, shared=True)
 
 
 def weights_sha256(path: Path) -> str:
@@ -83,39 +89,6 @@ def weights_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _finished(run_dir: Path) -> bool:
-    """A complete judge run: weights and one metrics row per configured epoch."""
-    try:
-        epochs = rundir.read_run_config(run_dir)["train"]["epochs"]
-        rows = (run_dir / rundir.METRICS_FILE).read_text().splitlines()
-    except (CheckpointError, OSError):
-        return False
-    return (run_dir / rundir.WEIGHTS_FILE).exists() and len(rows) >= epochs
-
-
-def train_judge(data: DatasetSplits, run_dir: Path, device: str = "cpu") -> None:
-    """Train the dataset's judge into `run_dir` (built beside it, then renamed into place, so a
-    crash or a concurrent run never leaves a half-trained judge where it would be found)."""
-    from genae.api import fit
-
-    recipe = {**DEFAULT_RECIPE, **RECIPES.get(data.name, {})}
-    model_config = recipe.pop("model", {})
-    print(
-        f"genae: no domain classifier for '{data.name}' in {run_dir}; training one "
-        f"({recipe['epochs']} epochs, seed 0) - this happens once per dataset",
-        file=sys.stderr,
-    )
-    tmp = run_dir.parent / f".{run_dir.name}.{os.getpid()}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    train = {"seed": 0, "snapshot_epochs": [], "device": device, **recipe}
-    fit("classifier", model_config=model_config, train_config=train, data=data, run_dir=tmp)
-    if run_dir.exists() and _finished(run_dir):  # another process finished first: keep theirs
-        shutil.rmtree(tmp, ignore_errors=True)
-        return
-    shutil.rmtree(run_dir, ignore_errors=True)
-    os.replace(tmp, run_dir)
 
 
 def domain_classifier(
@@ -127,22 +100,27 @@ def domain_classifier(
 ) -> Judge:
     """The cached domain classifier of `dataset`, trained first when there is none.
 
-    data_dir: where to find the dataset if a judge has to be trained; data: the dataset itself.
+    data_dir: where to find the dataset; data: the dataset itself (its images and labels are
+    part of the cache key, so changed data get a judge of their own).
     """
     if data is None:
-        from genae.data.sources import _canonical
+        dataset = check_dataset_name(dataset)
+        data = load_dataset(dataset, data_dir)
+    if data.spec.attribute_names or not data.spec.num_classes:
+        raise ConfigError(
+            f"dataset '{dataset}' has no class labels, so it can have no domain classifier"
+        )
+    recipe = judge_recipe(data.name)
+    epochs = recipe.train_overrides["epochs"]
 
-        dataset = _canonical(dataset)
-    run_dir = judges_dir(dataset)
-    if not _finished(run_dir):
-        if data is None:
-            data = load_dataset(dataset, data_dir)
-        if data.spec.attribute_names or not data.spec.num_classes:
-            raise ConfigError(
-                f"dataset '{dataset}' has no class labels, so it can have no domain classifier"
-            )
-        train_judge(data, run_dir, device)
-    model = rundir.load(run_dir, device)
+    def announce(run_dir: Path) -> str:
+        return (
+            f"genae: no domain classifier for '{data.name}' in {run_dir}; training one "
+            f"({epochs} epochs, seed 0) - this happens once per dataset"
+        )
+
+    helper = ensure_run(recipe, data, TrainConfig(device=device), announce=announce)
+    model, run_dir = helper.model, helper.run_dir
     if not isinstance(model, Classifier):
         raise CheckpointError(f"{run_dir}: expected a classifier run, found model '{model.name}'")
     rows = (run_dir / rundir.METRICS_FILE).read_text().splitlines()

@@ -19,7 +19,7 @@ import torch
 from genae.data.memory import TensorData
 from genae.errors import ConfigError
 from genae.metrics.registry import EvalContext, Result, register_metric
-from genae.models.base import GenerativeModel
+from genae.models.base import GenerativeModel, LogWeights
 
 ROWS_PER_CHUNK = 20_000  # decoder rows per log_weights call (B * chunk), bounding memory
 
@@ -34,8 +34,7 @@ def importance_weighted_nll(
     seed: int = 0,
 ) -> torch.Tensor:
     """-log (1/k) sum_i w_i for every example of `data`, (N,) float64, with its own RNG stream."""
-    log_weights = getattr(model, "log_weights", None)
-    if log_weights is None:
+    if not isinstance(model, LogWeights):
         raise ConfigError(
             f"metric 'iw_nll': model '{model.name}' has no tractable posterior and prior "
             f"(no log_weights)"
@@ -48,7 +47,7 @@ def importance_weighted_nll(
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         for batch in data.batches(batch_size):
-            pieces = [log_weights(batch, min(chunk, k - i)) for i in range(0, k, chunk)]
+            pieces = [model.log_weights(batch, min(chunk, k - i)) for i in range(0, k, chunk)]
             weights = torch.cat(pieces, dim=1).double()
             out.append(math.log(k) - torch.logsumexp(weights, dim=1))
     model.train(was_training)

@@ -19,6 +19,7 @@ from typing import Any
 
 from genae.config import require
 from genae.data.memory import TensorData
+from genae.metrics.judge import domain_classifier
 from genae.models.base import GenerativeModel
 
 
@@ -26,10 +27,14 @@ from genae.models.base import GenerativeModel
 class MetricOptions:
     """Knobs of the costly metrics (each result records the values it used)."""
 
-    iw_samples: int = 1000  # k of the importance-weighted bound
-    samples: int = 10_000  # generated images for fid and conditional_accuracy
-    batch_size: int = 100  # test examples per importance-sampling batch
+    iw_samples: int = 1000
+    """k of the importance-weighted bound (iw_nll): importance samples per test image."""
+    samples: int = 10_000
+    """Generated images for fid, conditional_accuracy and the like."""
+    batch_size: int = 100
+    """Test examples per importance-sampling batch."""
     seed: int = 0
+    """Seed of the metrics' random draws (importance samples, generated images)."""
 
     def validate(self) -> None:
         require(self.iw_samples >= 1, "iw_samples", "an integer >= 1", self.iw_samples)
@@ -51,8 +56,6 @@ class EvalContext:
     def judge(self):
         """The dataset's domain classifier (trained and cached on first use)."""
         if self._judge is None:
-            from genae.metrics.judge import domain_classifier
-
             self._judge = domain_classifier(
                 self.dataset, data_dir=self.data_dir, device=str(self.test.device)
             )

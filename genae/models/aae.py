@@ -28,7 +28,16 @@ import torch.nn.functional as F
 from genae.config import require
 from genae.data.types import DataSpec
 from genae.errors import ConfigError
-from genae.models.base import Batch, GenerativeModel, LossTerms, Phase, parameters_of
+from genae.models.base import (
+    Batch,
+    Categories,
+    GenerativeModel,
+    LatentCodes,
+    LatentPrior,
+    LossTerms,
+    Phase,
+    parameters_of,
+)
 from genae.models.registry import register
 from genae.nn.adversarial import (
     ADVERSARIAL_BETAS,
@@ -40,21 +49,32 @@ from genae.nn.adversarial import (
 from genae.nn.blocks import mlp, require_mlp_fields, standard_normal
 from genae.nn.likelihoods import Bernoulli
 from genae.nn.noise import NOISE_KINDS, InputNoise
-from genae.nn.priors import PRIORS, make_prior
+from genae.nn.priors import PRIORS, Prior, make_prior
+from genae.scores import clustering_accuracy, kmeans_baseline
 
 
 @dataclass
 class AAEConfig:
     hidden: tuple[int, ...] = (1000, 1000)
+    """Widths of the encoder's hidden layers; the decoder mirrors them (comma-separated)."""
     latent_dim: int = 2
+    """Dimension of the code z."""
     disc_hidden: tuple[int, ...] = (1000, 1000)
+    """Widths of the discriminator's hidden layers (comma-separated)."""
     activation: str = "relu"
-    prior: str = "normal"  # normal | uniform | swiss-roll | mixture
-    prior_regions: int = 0  # label regions / mixture components; 0: the dataset's classes
-    label_prior: bool = False  # incorporate labels in the adversarial regularisation
-    input_noise: str = "none"  # none | gaussian | dropout (encoder input, training only)
-    noise_level: float = 0.3  # gaussian std, or dropout probability
-    adversarial_lr: float = 0.0  # discriminator and regularisation phases; 0: the run's lr
+    """relu | leaky_relu | tanh | elu | softplus."""
+    prior: str = "normal"
+    """Prior p(z) the codes are matched to: normal | uniform | swiss-roll | mixture."""
+    prior_regions: int = 0
+    """Label regions / mixture components of the prior; 0: the dataset's classes."""
+    label_prior: bool = False
+    """Show the discriminator the label, pinning each class to its own prior region (Fig. 4)."""
+    input_noise: str = "none"
+    """Corruption of the encoder input while training: none | gaussian | dropout."""
+    noise_level: float = 0.3
+    """Std of the gaussian input noise, or the dropout probability."""
+    adversarial_lr: float = 0.0
+    """Learning rate of the discriminator and regularisation phases; 0: the run's lr."""
 
     def validate(self) -> None:
         _validate_networks(self)
@@ -78,9 +98,13 @@ def _validate_networks(config: AAEConfig | CategoricalAAEConfig) -> None:
     )
 
 
-class _AdversarialAE(GenerativeModel):
+class _AdversarialAE(GenerativeModel, LatentCodes):
     """What every MLP adversarial autoencoder shares: noisy encoder input, a Bernoulli decoder,
     and the phase wiring. Subclasses define the networks and the adversarial terms."""
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
 
     def _adversarial_phase(self, name: str, loss, *modules) -> Phase:
         return Phase(
@@ -106,7 +130,9 @@ class _AdversarialAE(GenerativeModel):
 
 
 @register
-class AAE(_AdversarialAE):
+class AAE(_AdversarialAE, LatentPrior):
+    """Adversarial autoencoder: codes matched to a chosen prior by a discriminator (sec. 2)."""
+
     name = "aae"
     config_class = AAEConfig
 
@@ -212,9 +238,13 @@ class AAE(_AdversarialAE):
         return metrics
 
     @torch.no_grad()
-    def codes(self, x: torch.Tensor) -> torch.Tensor:
-        """Latent codes of images (eval mode: no input noise), for plots and metrics."""
+    def latent_codes(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Codes of images (no input noise in eval mode); the encoder reads no label."""
         return self.encode(x)
+
+    @property
+    def latent_prior(self) -> Prior:
+        return self.prior
 
     def prior_sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return self.prior.sample(n, generator).to(self.device)
@@ -244,20 +274,30 @@ class AAE(_AdversarialAE):
 @dataclass
 class CategoricalAAEConfig:
     hidden: tuple[int, ...] = (1000, 1000)
-    latent_dim: int = 10  # the style z
+    """Widths of the encoder's hidden layers; the decoder mirrors them (comma-separated)."""
+    latent_dim: int = 10
+    """Dimension of the continuous style z (beside the categorical y)."""
     disc_hidden: tuple[int, ...] = (1000, 1000)
+    """Widths of the hidden layers of both discriminators, on y and on z (comma-separated)."""
     activation: str = "relu"
-    clusters: int = 0  # categories of y; 0: the dataset's classes (aae-ss) or 16 (aae-cluster)
+    """relu | leaky_relu | tanh | elu | softplus."""
+    clusters: int = 0
+    """Categories of y; 0: the dataset's classes (aae-ss) or 16 (aae-cluster)."""
     input_noise: str = "none"
+    """Corruption of the encoder input while training: none | gaussian | dropout."""
     noise_level: float = 0.3
+    """Std of the gaussian input noise, or the dropout probability."""
     adversarial_lr: float = 0.0
-    supervised_lr: float = 0.0  # aae-ss supervised phase; 0: the run's lr
-    # Weight of KL(batch-mean of q(y|x) || uniform) in the regularisation phase (0: off). The
-    # y discriminator judges one example at a time, so it can be satisfied by confident softmax
-    # outputs that all pick the same category; once the softmax saturates its gradient vanishes
-    # and training stays collapsed in one cluster (seen on digits and Fashion-MNIST). Matching
-    # the batch's category marginal directly is the same target q(y) = Cat(1/K), non-adversarial.
+    """Learning rate of the discriminator and regularisation phases; 0: the run's lr."""
+    supervised_lr: float = 0.0
+    """Learning rate of the aae-ss supervised phase; 0: the run's lr."""
+    # The y discriminator judges one example at a time, so it can be satisfied by confident
+    # softmax outputs that all pick the same category; once the softmax saturates its gradient
+    # vanishes and training stays collapsed in one cluster (seen on digits and Fashion-MNIST).
+    # Matching the batch's category marginal directly is the same target q(y) = Cat(1/K),
+    # non-adversarial.
     balance_weight: float = 1.0
+    """Weight of KL(batch mean of q(y|x) || uniform) in regularisation (0: off); stops collapse."""
 
     def validate(self) -> None:
         _validate_networks(self)
@@ -268,7 +308,7 @@ class CategoricalAAEConfig:
         require(self.balance_weight >= 0, "balance_weight", "a weight >= 0", self.balance_weight)
 
 
-class _CategoricalAAE(_AdversarialAE):
+class _CategoricalAAE(_AdversarialAE, Categories):
     """q(y, z | x) with y categorical (softmax) and z a continuous style; x is decoded from
     [y, z]. Adversarial priors: Cat(1/K) on y, N(0, I) on z."""
 
@@ -355,8 +395,8 @@ class _CategoricalAAE(_AdversarialAE):
         return self.encode(x)[0].argmax(-1)
 
     @torch.no_grad()
-    def codes(self, x: torch.Tensor) -> torch.Tensor:
-        """The style codes z of images."""
+    def latent_codes(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The style codes z of images; the encoder reads no label."""
         return self.encode(x)[1]
 
     def evaluate(self, batch: Batch) -> dict[str, torch.Tensor]:
@@ -436,8 +476,6 @@ class ClusteringAAE(_CategoricalAAE):
     default_clusters = 16
 
     def dataset_metrics(self, data, batch_size: int) -> dict[str, float]:
-        from genae.metrics.clustering import clustering_accuracy, kmeans_baseline
-
         if data.labels is None or data.labels.dim() != 1:
             return {}
         assignments = torch.cat([self.assign(b.x) for b in data.batches(batch_size)])

@@ -10,45 +10,34 @@ DistributedDataParallel wrapper sees every phase as an ordinary forward call.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genae.data.types import DataSpec
+from genae.data.types import Batch, DataSpec
 from genae.errors import ConfigError
+from genae.nn.priors import Prior
 
 LossTerms = dict[str, torch.Tensor]  # "loss" (what is minimised) plus named scalar terms
 
 
-@dataclass
-class Batch:
-    """A minibatch on the training device.
+@dataclass(frozen=True)
+class Pretrained:
+    """A helper network a model needs trained before it (`GenerativeModel.pretrained`)."""
 
-    x: float images (B, C, H, W) in [0, 1].
-    y: int64 class indices (B,), float +1/-1 attributes (B, A), or None.
-    """
-
-    x: torch.Tensor
-    y: torch.Tensor | None = None
-    # Semi-supervised training: `x` comes without labels (y is None) and a minibatch from the
-    # labelled subset rides along, so a few labels are seen in every step.
-    x_labelled: torch.Tensor | None = None
-    y_labelled: torch.Tensor | None = None
-
-    def __len__(self) -> int:
-        return self.x.shape[0]
-
-    def labelled_part(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """(x, y) of the examples whose labels the model may use, or None."""
-        if self.y is not None:
-            return self.x, self.y
-        if self.y_labelled is not None and len(self.y_labelled):
-            return self.x_labelled, self.y_labelled
-        return None
+    role: str  # its name: its key in the helpers handed over, and its directory (RUN_DIR/<role>)
+    model: str  # the registered model it is a run of
+    model_config: Mapping[str, Any] = field(default_factory=dict)
+    # Training options over the asking run's own (or over the defaults, when shared).
+    train_overrides: Mapping[str, Any] = field(default_factory=dict)
+    shared: bool = False  # one per dataset and config in the cache, not one per run
+    run_dir: str | None = None  # a trained run the user named: used as it is, never trained
+    option: str = ""  # the config field that names such a run, for error messages
 
 
 @dataclass
@@ -81,11 +70,27 @@ class GenerativeModel(nn.Module):
         self.spec = spec
         self._phases: dict[str, Phase] | None = None
 
+    # --- helper networks, trained before the model (see `Pretrained`) ------------------------
     @classmethod
-    def prepare(cls, model_config: dict, train_config: Any, data: Any, run_dir: Any) -> dict:
-        """Before the model is built for a new run: resolve or train what it depends on (M1+M2
-        trains its M1 here). Returns the model config to build with. Default: unchanged."""
-        return model_config
+    def pretrained(cls, config: Any) -> tuple[Pretrained, ...]:
+        """The helper networks this model needs trained first (M1+M2: its M1). The API trains
+        or loads each and hands it over through `adopt_pretrained` and `use_pretrained`; a
+        model never reads a run directory itself. Default: none."""
+        return ()
+
+    @classmethod
+    def adopt_pretrained(
+        cls, config: Any, spec: DataSpec, helpers: Mapping[str, GenerativeModel]
+    ) -> Any:
+        """`config` fitted to the helpers that exist before the model is built (by role; a run
+        the user named, or a cached one): check that each is usable and take from it what the
+        architecture needs. Helpers trained later are trained from the config as it is.
+        Default: `config` unchanged."""
+        return config
+
+    def use_pretrained(self, helpers: Mapping[str, GenerativeModel]) -> None:
+        """Take the trained helpers (by role, in eval mode) before training starts. Default:
+        nothing to take."""
 
     # --- training -----------------------------------------------------------------------------
     def phases(self) -> list[Phase]:
@@ -160,3 +165,69 @@ def parameters_of(*modules: nn.Module) -> list[nn.Parameter]:
     """The parameters of several sub-networks, for a phase's optimiser."""
     params: Iterable[nn.Parameter] = (p for m in modules for p in m.parameters())
     return list(params)
+
+
+# --- optional abilities -------------------------------------------------------------------------
+# What a model can do beyond the contract above is declared by inheriting one of these, and a
+# caller asks with isinstance (never hasattr): a model that declares an ability but lacks one of
+# its methods cannot be instantiated, and a typo cannot silently turn an ability off.
+
+
+class LatentCodes(ABC):
+    """Encodes images to one latent vector each: the VAE family (posterior means), adversarial
+    autoencoders (the code, or the style z of a categorical one) and the CAAE."""
+
+    @property
+    @abstractmethod
+    def latent_dim(self) -> int:
+        """Width d of the codes."""
+
+    @abstractmethod
+    def latent_codes(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Deterministic codes (B, d) of images x (B, C, H, W) in [0, 1], as in eval mode (no
+        sampling, no input noise). `y`: the labels, for an encoder that reads them (CVAE)."""
+
+
+class LatentPrior(ABC):
+    """Matches its codes to an explicit prior of `genae.nn.priors` (divided into label regions),
+    which a picture of the codes can draw underneath them."""
+
+    @property
+    @abstractmethod
+    def latent_prior(self) -> Prior:
+        """The prior over codes."""
+
+
+class Categories(ABC):
+    """Sorts images into `num_categories` categories of its own: clusters, or the classes of a
+    semi-supervised model; a category need not be the class of the same index."""
+
+    num_categories: int
+
+    @abstractmethod
+    def assign(self, x: torch.Tensor) -> torch.Tensor:
+        """The most probable category (B,) of each image."""
+
+
+class Reconstructs(ABC):
+    """Maps an image back to an image through its latent."""
+
+    @abstractmethod
+    def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Reconstructions of images x (with their labels y, for a conditional model)."""
+
+
+class Relabels(ABC):
+    """Re-generates an image under another label, keeping its code (the CAAE)."""
+
+    @abstractmethod
+    def relabel(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Images x re-generated under labels y (class indices or attribute vectors)."""
+
+
+class LogWeights(ABC):
+    """Has a tractable posterior and prior, so importance weights can be computed."""
+
+    @abstractmethod
+    def log_weights(self, batch: Batch, k: int) -> torch.Tensor:
+        """log p(x, z_i) - log q(z_i | x) of k posterior samples per example, (B, k)."""

@@ -42,7 +42,17 @@ from torch import nn
 
 from genae.config import require
 from genae.data.types import DataSpec
-from genae.models.base import Batch, GenerativeModel, LossTerms, Phase, parameters_of
+from genae.models.base import (
+    Batch,
+    GenerativeModel,
+    LatentCodes,
+    LatentPrior,
+    LossTerms,
+    Phase,
+    Reconstructs,
+    Relabels,
+    parameters_of,
+)
 from genae.models.registry import register
 from genae.nn.adversarial import (
     ADVERSARIAL_BETAS,
@@ -52,27 +62,36 @@ from genae.nn.adversarial import (
     generator_loss,
 )
 from genae.nn.blocks import mlp
-from genae.nn.priors import UniformPrior
+from genae.nn.conv import CAAE as CAAE_STYLE
+from genae.nn.conv import ConvEncoder
+from genae.nn.priors import Prior, UniformPrior
 from genae.nn.regularizers import total_variation
 
 
 @dataclass
 class CAAEConfig:
     latent_dim: int = 50
-    channels: tuple[int, ...] = (64, 128, 256, 512)  # encoder convs (5x5, stride 2), at most
+    """Dimension of the code z in [-1, 1]."""
+    encoder_channels: tuple[int, ...] = (64, 128, 256, 512)
+    """5x5 stride-2 encoder convs, as many as the image size allows; the generator mirrors them."""
     z_disc_hidden: tuple[int, ...] = (64, 32, 16)
+    """Widths of the code discriminator's hidden layers (comma-separated)."""
     img_disc_channels: tuple[int, ...] = (16, 32, 64, 128)
+    """5x5 stride-2 convs of the image discriminator, as many as the image size allows."""
     tv_weight: float = 1e-3
-    z_adversarial_weight: float = 1e-4  # the paper's code
+    """Weight of the total-variation penalty on generated images."""
+    z_adversarial_weight: float = 1e-4
+    """Weight of the code-adversarial term in the autoencoder loss (the paper's code: 1e-4)."""
     img_adversarial_weight: float = 1e-4
-    # > 0: keep the label out of z (see module docstring). On by default: with 0 (the paper) a
-    # Fashion-MNIST CAAE ignored its label (re-labelled test images judged as the requested
-    # class 8% of the time; 80% with 0.1).
+    """Weight of the image-adversarial term in the autoencoder loss."""
+    # On by default: with 0 (the paper) a Fashion-MNIST CAAE ignored its label (re-labelled test
+    # images judged as the requested class 8% of the time; 80% with 0.1).
     label_adversary_weight: float = 0.1
+    """> 0: a label adversary keeps the label out of z (see the module docstring); 0: off."""
 
     def validate(self) -> None:
         require(self.latent_dim >= 1, "latent_dim", "an integer >= 1", self.latent_dim)
-        for name in ("channels", "img_disc_channels"):
+        for name in ("encoder_channels", "img_disc_channels"):
             value = getattr(self, name)
             require(len(value) >= 1 and all(c >= 1 for c in value), name, "channel counts", value)
         require(
@@ -108,24 +127,6 @@ def down(in_channels: int, out_channels: int) -> nn.Conv2d:
 def up(in_channels: int, out_channels: int) -> nn.ConvTranspose2d:
     """5x5 stride-2 transposed convolution: doubles a side exactly."""
     return nn.ConvTranspose2d(in_channels, out_channels, 5, stride=2, padding=2, output_padding=1)
-
-
-class ConvEncoder(nn.Module):
-    """Image in [-1, 1] -> z in [-1, 1]^d: stride-2 convs with ReLU, then a linear layer, tanh."""
-
-    def __init__(self, shape: tuple[int, int, int], channels: list[int], latent_dim: int) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        width = shape[0]
-        for out in channels:
-            layers += [down(width, out), nn.ReLU()]
-            width = out
-        self.convs = nn.Sequential(*layers)
-        s = 2 ** len(channels)
-        self.fc = nn.Linear(width * (shape[1] // s) * (shape[2] // s), latent_dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.fc(self.convs(x).flatten(1)))
 
 
 class ConvGenerator(nn.Module):
@@ -175,7 +176,9 @@ class ImageDiscriminator(nn.Module):
 
 
 @register
-class CAAE(GenerativeModel):
+class CAAE(GenerativeModel, LatentCodes, LatentPrior, Reconstructs, Relabels):
+    """Conditional adversarial autoencoder (Zhang et al. 2017): images from a code and a label."""
+
     name = "caae"
     config_class = CAAEConfig
     needs_labels = True
@@ -183,12 +186,14 @@ class CAAE(GenerativeModel):
     def __init__(self, config: CAAEConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)
         label_dim = spec.condition_dim
-        stages = halvings(spec.shape, len(config.channels))
-        channels = list(config.channels[: max(stages, 1)])
+        stages = halvings(spec.shape, len(config.encoder_channels))
+        channels = list(config.encoder_channels[: max(stages, 1)])
         disc_stages = halvings(spec.shape, len(config.img_disc_channels))
         disc_channels = list(config.img_disc_channels[: max(disc_stages, 1)])
         self.prior = UniformPrior(config.latent_dim, 1)
-        self.encoder = ConvEncoder(spec.shape, channels, config.latent_dim)
+        # Image in [-1, 1] -> z in [-1, 1]^d. `halvings` keeps only stride-2 stages on sides
+        # that stay even, so the encoder's geometry needs no padding.
+        self.encoder = ConvEncoder(spec.shape, channels, CAAE_STYLE, code_dim=config.latent_dim)
         self.generator = ConvGenerator(config.latent_dim + label_dim, spec.shape, channels)
         self.z_discriminator = mlp(config.latent_dim, list(config.z_disc_hidden), 1)
         self.img_discriminator = ImageDiscriminator(spec.shape, disc_channels, label_dim)
@@ -310,9 +315,24 @@ class CAAE(GenerativeModel):
         """Images x re-generated under labels y (the paper's age progression)."""
         return self.decode(self.encode(x), self.condition_vector(y))
 
-    def reconstruct(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Images x re-generated under their own labels."""
+        if y is None:
+            raise ValueError("the CAAE needs the label of every image it reconstructs")
         return self.relabel(x, y)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    @torch.no_grad()
+    def latent_codes(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Codes in [-1, 1]^d of images; the encoder reads no label."""
+        return self.encode(x)
+
+    @property
+    def latent_prior(self) -> Prior:
+        return self.prior
 
     def evaluate(self, batch: Batch) -> dict[str, torch.Tensor]:
         label = self.condition_vector(batch.y)

@@ -26,21 +26,25 @@ from genae.models.registry import register
 
 @dataclass
 class ClassifierConfig:
-    channels: tuple[int, ...] = (32, 64, 128)  # one conv block (conv, BN, ReLU, pool) each
-    features: int = 256  # width of the penultimate layer (the FID embedding)
+    block_channels: tuple[int, ...] = (32, 64, 128)
+    """Channels of each conv block (3x3 conv, BatchNorm, ReLU, 2x2 max-pool), comma-separated."""
+    feature_width: int = 256
+    """Width of the penultimate layer (the FID embedding)."""
     dropout: float = 0.3
-    # Random translation (pixels) of training batches; 0: none. Off by default: at 10 epochs of
-    # constant-rate Adam it cost Fashion-MNIST test accuracy (0.906-0.918 with 2 pixels).
+    """Dropout probability before the output layer, in [0, 1)."""
+    # Off by default: at 10 epochs of constant-rate Adam it cost Fashion-MNIST test accuracy
+    # (0.906-0.918 with 2 pixels).
     shift: int = 0
+    """Random translation of training batches, in pixels; 0: none."""
 
     def validate(self) -> None:
         require(
-            len(self.channels) >= 1 and all(c >= 1 for c in self.channels),
-            "channels",
+            len(self.block_channels) >= 1 and all(c >= 1 for c in self.block_channels),
+            "block_channels",
             "one or more positive channel counts",
-            self.channels,
+            self.block_channels,
         )
-        require(self.features >= 1, "features", "an integer >= 1", self.features)
+        require(self.feature_width >= 1, "feature_width", "an integer >= 1", self.feature_width)
         require(0.0 <= self.dropout < 1.0, "dropout", "a probability in [0, 1)", self.dropout)
         require(self.shift >= 0, "shift", "an integer >= 0", self.shift)
 
@@ -69,6 +73,8 @@ def random_shift(x: torch.Tensor, max_shift: int) -> torch.Tensor:
 
 @register
 class Classifier(GenerativeModel):
+    """Image classifier (not generative): the domain classifier of fid and conditional_accuracy."""
+
     name = "classifier"
     config_class = ClassifierConfig
     needs_labels = True
@@ -82,17 +88,17 @@ class Classifier(GenerativeModel):
             )
         c, h, w = spec.shape
         blocks, size = [], min(h, w)
-        for out_channels in config.channels:
+        for out_channels in config.block_channels:
             pool = size >= 4  # keep at least a 2x2 map on small (8x8) images
             blocks.append(conv_block(c, out_channels, pool))
             c, size = out_channels, size // 2 if pool else size
             h, w = (h // 2, w // 2) if pool else (h, w)
         self.body = nn.Sequential(*blocks)
         self.embed = nn.Sequential(
-            nn.Flatten(), nn.Linear(c * h * w, config.features), nn.ReLU(inplace=True)
+            nn.Flatten(), nn.Linear(c * h * w, config.feature_width), nn.ReLU(inplace=True)
         )
         self.head = nn.Sequential(
-            nn.Dropout(config.dropout), nn.Linear(config.features, spec.num_classes)
+            nn.Dropout(config.dropout), nn.Linear(config.feature_width, spec.num_classes)
         )
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

@@ -27,31 +27,37 @@ from genae.nn.likelihoods import Gaussian, make_likelihood
 @dataclass
 class ConvVAEConfig:
     latent_dim: int = 100
-    channels: tuple[int, ...] = (32, 64, 128, 256)  # encoder stages; the decoder mirrors them
-    likelihood: str = "bernoulli"  # or "gaussian"
-    decoder_std: float = 0.1  # gaussian likelihood only
+    """Dimension of the Gaussian latent z."""
+    stage_channels: tuple[int, ...] = (32, 64, 128, 256)
+    """Encoder conv stage channels (stride 2, or 1 on small images); the decoder mirrors them."""
+    likelihood: str = "bernoulli"
+    """Decoder likelihood p(x|z): bernoulli | gaussian."""
+    decoder_std: float = 0.1
+    """Fixed standard deviation of the gaussian likelihood (pixel units); unused otherwise."""
 
     def validate(self) -> None:
         require(self.latent_dim >= 1, "latent_dim", "an integer >= 1", self.latent_dim)
         require(
-            len(self.channels) >= 1 and all(c >= 1 for c in self.channels),
-            "channels",
+            len(self.stage_channels) >= 1 and all(c >= 1 for c in self.stage_channels),
+            "stage_channels",
             "one or more positive channel counts",
-            self.channels,
+            self.stage_channels,
         )
         make_likelihood(self.likelihood, self.decoder_std)
 
 
 @register
 class ConvVAE(GaussianLatentVAE):
+    """Convolutional VAE with the DFC-VAE paper's encoder and decoder."""
+
     name = "convvae"
     config_class = ConvVAEConfig
 
     def __init__(self, config: ConvVAEConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)
-        self.encoder = ConvEncoder(spec.shape, config.channels)
+        self.encoder = ConvEncoder(spec.shape, config.stage_channels)
         self.posterior = GaussianHead(self.encoder.out_features, config.latent_dim)
-        self.decoder = ConvDecoder(config.latent_dim, spec.shape, config.channels)
+        self.decoder = ConvDecoder(config.latent_dim, spec.shape, config.stage_channels)
         self.likelihood = make_likelihood(config.likelihood, config.decoder_std)
         # A Gaussian decoder's mean goes through a sigmoid so it stays a valid image.
         self._sigmoid_mean = isinstance(self.likelihood, Gaussian)

@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import torch
 
-from genae.models.base import Batch, GenerativeModel, LossTerms
+from genae.models.base import (
+    Batch,
+    GenerativeModel,
+    LatentCodes,
+    LogWeights,
+    LossTerms,
+    Reconstructs,
+)
 from genae.nn.blocks import reparameterize, standard_normal
 from genae.nn.divergences import kl_normal_standard, log_normal_diag, log_normal_standard
 from genae.nn.likelihoods import Likelihood
 
 
-class GaussianLatentVAE(GenerativeModel):
+class GaussianLatentVAE(GenerativeModel, LatentCodes, LogWeights, Reconstructs):
     """Base class: diagonal-Gaussian posterior, N(0, I) prior, a pixel likelihood."""
 
     likelihood: Likelihood
@@ -71,9 +78,9 @@ class GaussianLatentVAE(GenerativeModel):
         }
 
     @torch.no_grad()
-    def latent_codes(self, batch: Batch) -> torch.Tensor:
-        """Posterior means (B, latent_dim) of a batch, for latent-space plots."""
-        return self.encode(batch.x, self._condition(batch.y))[0]
+    def latent_codes(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Posterior means (B, latent_dim) of images (and labels, if conditional)."""
+        return self.encode(x, self._condition(y))[0]
 
     @torch.no_grad()
     def log_weights(self, batch: Batch, k: int) -> torch.Tensor:

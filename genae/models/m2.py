@@ -16,16 +16,24 @@ pass (B*K rows), not a Python loop. U(x) is an upper bound on -log p(x), reporte
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from genae.config import from_mapping, require, to_mapping
+from genae.config import require
 from genae.data.types import DataSpec
 from genae.errors import CheckpointError, ConfigError
-from genae.models.base import Batch, GenerativeModel, LossTerms, Phase, parameters_of
+from genae.models.base import (
+    Batch,
+    GenerativeModel,
+    LatentCodes,
+    LossTerms,
+    Phase,
+    Pretrained,
+    parameters_of,
+)
 from genae.models.registry import register
 from genae.models.vae import VAE, VAEConfig
 from genae.nn.blocks import (
@@ -37,26 +45,29 @@ from genae.nn.blocks import (
 )
 from genae.nn.divergences import kl_normal_standard
 from genae.nn.likelihoods import Bernoulli, LearnedGaussian, Likelihood
-from genae.training.checkpoint import load_weights
-from genae.training.rundir import WEIGHTS_FILE, read_run_config
+from genae.scores import clustering_accuracy
 
 
 @dataclass
 class M2Config:
-    # Encoder and decoder. The paper used one layer of 500 on MNIST. On Fashion-MNIST (100
-    # labels, binarised, 30 epochs, seed 0) two layers took M2's gain over its baseline from
-    # +3.0 to +7.4 points (seeds 1-3: +1.4 to +2.5): the unlabelled data teach q(y|x) only what
-    # the decoder can tell apart.
+    # The paper used one layer of 500 on MNIST. On Fashion-MNIST (100 labels, binarised, 30
+    # epochs, seed 0) two layers took M2's gain over its baseline from +3.0 to +7.4 points (seeds
+    # 1-3: +1.4 to +2.5): the unlabelled data teach q(y|x) only what the decoder can tell apart.
     hidden: tuple[int, ...] = (500, 500)
+    """Widths of the encoder's hidden layers; the decoder mirrors them (comma-separated)."""
     classifier_hidden: tuple[int, ...] = (500,)
+    """Widths of the hidden layers of the classifier q(y|x) (comma-separated)."""
     latent_dim: int = 50
-    activation: str = "softplus"  # the paper's choice
-    # Weight of the labelled classification loss. The paper's alpha = 0.1 * N multiplies an
-    # average over labelled data in an objective summed over all N examples; with per-batch
-    # means and a labelled minibatch in every step, a per-example weight of this order plays
-    # the same role.
+    """Dimension of the Gaussian latent z."""
+    activation: str = "softplus"
+    """relu | leaky_relu | tanh | elu | softplus (the paper's choice)."""
+    # The paper's alpha = 0.1 * N multiplies an average over labelled data in an objective summed
+    # over all N examples; with per-batch means and a labelled minibatch in every step, a
+    # per-example weight of this order plays the same role.
     alpha: float = 50.0
-    baseline: bool = True  # also train the same classifier on the labels alone, as a yardstick
+    """Weight of the labelled classification loss."""
+    baseline: bool = True
+    """Also train the same classifier on the labels alone, as a yardstick."""
 
     def validate(self) -> None:
         require(self.latent_dim >= 1, "latent_dim", "an integer >= 1", self.latent_dim)
@@ -71,7 +82,7 @@ def entropy_of_logits(logits: torch.Tensor) -> torch.Tensor:
     return -(log_q.exp() * log_q).sum(-1)
 
 
-class SemiSupervisedVAE(GenerativeModel):
+class SemiSupervisedVAE(GenerativeModel, LatentCodes):
     """M2 over a flat feature vector; `features(x)` says what the vector is (pixels for M2,
     an M1 latent code for M1+M2) and `likelihood` how it is modelled."""
 
@@ -166,6 +177,19 @@ class SemiSupervisedVAE(GenerativeModel):
         """Class logits of q(y|x)."""
         return self.classifier(self.features(x))
 
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    @torch.no_grad()
+    def latent_codes(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Posterior means of q(z | x, y); without labels y is q(y|x)'s most probable class."""
+        v = self.features(x)
+        if y is None:
+            y = self.classifier(v).argmax(-1)
+        y_onehot = F.one_hot(y, self.spec.num_classes).float()
+        return self.posterior(self.encoder(torch.cat([v, y_onehot], 1)))[0]
+
     def evaluate(self, batch: Batch) -> dict[str, torch.Tensor]:
         v = self.features(batch.x)
         bounds = self.class_bounds(v)
@@ -189,8 +213,6 @@ class SemiSupervisedVAE(GenerativeModel):
         """Clustering accuracy of q(y|x) (best one-to-one map of the K categories to the
         classes): the measure that still means something with 0 labels, where category k
         need not be class k."""
-        from genae.metrics.clustering import clustering_accuracy
-
         if data.labels is None or data.labels.dim() != 1:
             return {}
         predicted = torch.cat([self.classify(b.x).argmax(-1) for b in data.batches(batch_size)])
@@ -219,6 +241,8 @@ class SemiSupervisedVAE(GenerativeModel):
 
 @register
 class M2(SemiSupervisedVAE):
+    """Semi-supervised VAE M2 (Kingma et al. 2014): the class is a latent variable."""
+
     name = "m2"
     config_class = M2Config
 
@@ -230,11 +254,16 @@ class M2(SemiSupervisedVAE):
 
 @dataclass
 class M1M2Config(M2Config):
-    m1: str = ""  # run directory of a trained M1 ('vae'); empty: train one first
+    m1: str = ""
+    """Run directory of a trained M1 ('vae'); empty: train one first, into RUN_DIR/m1."""
     m1_epochs: int = 10
+    """Epochs of training M1 when m1 is empty."""
     m1_hidden: tuple[int, ...] = (600, 600)
+    """M1's hidden layer widths when it is trained here (else read from its run)."""
     m1_latent_dim: int = 50
-    m1_sample: bool = True  # M2 sees samples of q(z1|x) (paper) rather than posterior means
+    """M1's latent dimension when it is trained here (else read from its run)."""
+    m1_sample: bool = True
+    """M2 sees samples of q(z1|x) (the paper) rather than posterior means."""
 
     def validate(self) -> None:
         super().validate()
@@ -252,13 +281,9 @@ class M1M2(SemiSupervisedVAE):
 
     def __init__(self, config: M1M2Config, spec: DataSpec) -> None:
         super().__init__(config, spec)
-        m1_run = Path(config.m1) / WEIGHTS_FILE if config.m1 else None
-        if m1_run is not None and m1_run.exists():  # absent when a run is reloaded elsewhere
-            config = m1_architecture(config, spec)
+        # Built (drawing its initial weights) before M2, then overwritten by the trained M1.
         self.m1 = VAE(VAEConfig(hidden=config.m1_hidden, latent_dim=config.m1_latent_dim), spec)
         self.m1.requires_grad_(False)
-        if m1_run is not None and m1_run.exists():
-            load_weights(m1_run, self.m1)
         self.likelihood = LearnedGaussian()
         self.build_m2(config, config.m1_latent_dim, 2 * config.m1_latent_dim)
 
@@ -278,47 +303,46 @@ class M1M2(SemiSupervisedVAE):
         return self.m1.generate(v)
 
     @classmethod
-    def prepare(cls, model_config: dict, train_config, data, run_dir: Path | None) -> dict:
-        """Find or train M1 before M2 is built: `m1` names a finished 'vae' run, or, when empty,
-        M1 is trained here into RUN_DIR/m1 on the same data (all of it, without labels)."""
-        from genae.api import fit  # the API imports the models: import it late
-
-        config = from_mapping(M1M2Config, model_config, where="m1m2 config")
-        if not config.m1:
-            if run_dir is None:
-                raise ConfigError("m1: needs a trained M1 run (--m1 RUN_DIR) or a run directory")
-            m1_dir = Path(run_dir) / "m1"
-            m1_train = replace(train_config, epochs=config.m1_epochs, labels="all")
-            fit(
-                "vae",
-                model_config={"hidden": config.m1_hidden, "latent_dim": config.m1_latent_dim},
-                train_config=m1_train,
-                data=data,
-                run_dir=m1_dir,
-                force=True,
-            )
-            config = replace(config, m1=str(m1_dir))
-        return to_mapping(m1_architecture(config, data.spec))
-
-
-def m1_architecture(config: M1M2Config, spec: DataSpec) -> M1M2Config:
-    """`config` with the M1 fields read from the M1 run it names, after checking that run is an
-    M1 this model can use: a 'vae' with a Bernoulli decoder, trained on images of this shape."""
-    saved = read_run_config(Path(config.m1))
-    if saved["model"] != "vae":
-        raise CheckpointError(
-            f"m1: {config.m1} is a '{saved['model']}' run; M1 must be a 'vae' run"
+    def pretrained(cls, config: M1M2Config) -> tuple[Pretrained, ...]:
+        """M1: the run `m1` names, or, when empty, a 'vae' trained for this run into RUN_DIR/m1
+        on the same data (all of it, without labels), as the run is trained but for
+        `m1_epochs` epochs."""
+        m1_config = {"hidden": config.m1_hidden, "latent_dim": config.m1_latent_dim}
+        overrides = {"epochs": config.m1_epochs, "labels": "all"}
+        return (
+            Pretrained(
+                M1_ROLE, "vae", m1_config, overrides, run_dir=config.m1 or None, option="m1"
+            ),
         )
-    if tuple(saved["data_spec"]["shape"]) != spec.shape:
+
+    @classmethod
+    def adopt_pretrained(
+        cls, config: M1M2Config, spec: DataSpec, helpers: Mapping[str, GenerativeModel]
+    ) -> M1M2Config:
+        m1 = helpers.get(M1_ROLE)
+        return config if m1 is None else m1_architecture(config, spec, m1)
+
+    def use_pretrained(self, helpers: Mapping[str, GenerativeModel]) -> None:
+        self.m1.load_state_dict(helpers[M1_ROLE].state_dict())
+
+
+M1_ROLE = "m1"  # the helper's name, and its directory in a run (scripts/m1_code_probe.py)
+
+
+def m1_architecture(config: M1M2Config, spec: DataSpec, m1: GenerativeModel) -> M1M2Config:
+    """`config` with the M1 fields read from the trained M1 `m1`, after checking it is an M1 this
+    model can use: a 'vae' with a Bernoulli decoder, trained on images of this shape."""
+    where = config.m1 or f"RUN_DIR/{M1_ROLE}"
+    if m1.name != "vae":
+        raise CheckpointError(f"m1: {where} is a '{m1.name}' run; M1 must be a 'vae' run")
+    if m1.spec.shape != spec.shape:
         raise CheckpointError(
-            f"m1: {config.m1} was trained on images of shape {saved['data_spec']['shape']}, "
+            f"m1: {where} was trained on images of shape {list(m1.spec.shape)}, "
             f"this dataset has {list(spec.shape)}"
         )
-    m1_config = saved["model_config"]
-    if m1_config.get("likelihood", "bernoulli") != "bernoulli":
-        raise CheckpointError(f"m1: {config.m1} must use the bernoulli likelihood")
+    m1_config = m1.config
+    if m1_config.likelihood != "bernoulli":
+        raise CheckpointError(f"m1: {where} must use the bernoulli likelihood")
     return replace(
-        config,
-        m1_hidden=tuple(m1_config["hidden"]),
-        m1_latent_dim=int(m1_config["latent_dim"]),
+        config, m1_hidden=tuple(m1_config.hidden), m1_latent_dim=int(m1_config.latent_dim)
     )

@@ -23,11 +23,17 @@ from genae.nn.likelihoods import make_likelihood
 @dataclass
 class VAEConfig:
     hidden: tuple[int, ...] = (500, 500)
+    """Widths of the encoder's hidden layers; the decoder mirrors them (comma-separated)."""
     latent_dim: int = 16
+    """Dimension of the Gaussian latent z."""
     dropout: float = 0.0
+    """Dropout probability after each hidden layer, in [0, 1)."""
     activation: str = "relu"
-    likelihood: str = "bernoulli"  # or "gaussian"
-    decoder_std: float = 0.1  # gaussian likelihood only
+    """relu | leaky_relu | tanh | elu | softplus."""
+    likelihood: str = "bernoulli"
+    """Decoder likelihood p(x|z): bernoulli | gaussian."""
+    decoder_std: float = 0.1
+    """Fixed standard deviation of the gaussian likelihood (pixel units); unused otherwise."""
 
     def validate(self) -> None:
         require(self.latent_dim >= 1, "latent_dim", "an integer >= 1", self.latent_dim)
@@ -38,6 +44,8 @@ class VAEConfig:
 
 @register
 class VAE(GaussianLatentVAE):
+    """Variational autoencoder with MLP encoder and decoder (Kingma & Welling 2014)."""
+
     name = "vae"
     config_class = VAEConfig
 

@@ -18,7 +18,7 @@ Geometry, derived from the image size alone (`ConvGeometry`):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -62,11 +62,32 @@ def _norm_act(channels: int) -> list[nn.Module]:
     return [nn.BatchNorm2d(channels), nn.LeakyReLU(LEAKY_SLOPE)]
 
 
-class ConvEncoder(nn.Module):
-    """Images (B, C, H, W) -> flat features: conv (4x4 stride 2, or 3x3 stride 1), BatchNorm,
-    LeakyReLU per stage."""
+@dataclass(frozen=True)
+class ConvStyle:
+    """How each stage of an encoder is built: a stride-2 conv of `kernel` x `kernel` (padding
+    (kernel - 1) // 2, so an even side halves exactly), optionally BatchNorm, an activation."""
 
-    def __init__(self, shape: tuple[int, int, int], channels: Sequence[int]) -> None:
+    kernel: int
+    batch_norm: bool
+    activation: Callable[[], nn.Module]
+
+
+DCGAN = ConvStyle(kernel=4, batch_norm=True, activation=lambda: nn.LeakyReLU(LEAKY_SLOPE))
+CAAE = ConvStyle(kernel=5, batch_norm=False, activation=nn.ReLU)  # Zhang et al. 2017
+
+
+class ConvEncoder(nn.Module):
+    """Images (B, C, H, W) -> flat features, per stage a conv (stride 2 in the style's kernel, or
+    3x3 stride 1 on small images), [BatchNorm,] activation. With `code_dim`, a linear layer and a
+    tanh turn the features into codes in [-1, 1]^code_dim (the CAAE's encoder)."""
+
+    def __init__(
+        self,
+        shape: tuple[int, int, int],
+        channels: Sequence[int],
+        style: ConvStyle = DCGAN,
+        code_dim: int | None = None,
+    ) -> None:
         super().__init__()
         self.geometry = ConvGeometry(tuple(shape), tuple(channels))  # type: ignore[arg-type]
         flat_stages = len(channels) - self.geometry.stages
@@ -76,18 +97,23 @@ class ConvEncoder(nn.Module):
             if i < flat_stages:
                 layers.append(nn.Conv2d(width, out, 3, stride=1, padding=1))
             else:
-                layers.append(nn.Conv2d(width, out, 4, stride=2, padding=1))
-            layers += _norm_act(out)
+                kernel = style.kernel
+                layers.append(nn.Conv2d(width, out, kernel, stride=2, padding=(kernel - 1) // 2))
+            if style.batch_norm:
+                layers.append(nn.BatchNorm2d(out))
+            layers.append(style.activation())
             width = out
-        self.net = nn.Sequential(*layers)
+        self.convs = nn.Sequential(*layers)
         h, w = self.geometry.bottom
         self.out_features = width * h * w
+        self.fc = nn.Linear(self.out_features, code_dim) if code_dim is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pad = self.geometry.padding
         if any(pad):
             x = F.pad(x, pad)
-        return self.net(x).flatten(1)
+        features = self.convs(x).flatten(1)
+        return features if self.fc is None else torch.tanh(self.fc(features))
 
 
 class ConvDecoder(nn.Module):

@@ -11,9 +11,9 @@ Two families, both wrapped in `FeatureExtractor` (frozen, always in eval mode):
   (each is the ReLU right after the first conv of a block; blocks are separated by the max-pools
   at 4, 9, 18, 27, 36). Inputs are normalised with the ImageNet mean/std; grayscale images are
   repeated to three channels.
-* ``classifier``: `FeatureClassifier`, a small CNN trained on the dataset itself (see
-  `genae.training.features`), tapped after each of its three blocks. It works offline and on
-  28x28 or 8x8 grayscale data, where ImageNet features mean little.
+* ``classifier``: the conv blocks of a `classifier` run trained on the dataset itself, tapped
+  after each block (see `genae.models.dfcvae`). It works offline and on 28x28 or 8x8 grayscale
+  data, where ImageNet features mean little.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from genae.errors import ConfigError
@@ -60,8 +61,6 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise ConfigError(f"feature_weights: {path} not found")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -184,51 +183,3 @@ def vgg19_features(
     return FeatureExtractor(
         features, taps, in_channels=3, mean=IMAGENET_MEAN, std=IMAGENET_STD, name=layers
     )
-
-
-# --- a classifier trained on the data itself ----------------------------------------------------
-
-
-class FeatureClassifier(nn.Module):
-    """A small CNN classifier for DFC-VAE's `classifier` features: three blocks of a 5x5 conv
-    and a 3x3 stride-2 conv (no pooling layers), each followed by BatchNorm and ELU, then global
-    average pooling and a linear layer.
-
-    Deliberately unlike the FID judge (`genae.models.classifier`: pairs of 3x3 convs, max-pooling,
-    ReLU, an MLP head): a loss network that shared the judge's architecture and seed could lower
-    FID by matching the judge's features rather than by making better images.
-    Its features are the outputs of the three blocks (`taps`, indices into `body`).
-    """
-
-    WIDTHS = (24, 48, 96)
-    ARCH = "genae-feature-classifier-v1"
-
-    def __init__(self, in_channels: int, num_classes: int) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        taps = []
-        width = in_channels
-        for out in self.WIDTHS:
-            layers += [
-                nn.Conv2d(width, out, 5, padding=2, bias=False),  # BatchNorm has the bias
-                nn.BatchNorm2d(out),
-                nn.ELU(),
-                nn.Conv2d(out, out, 3, stride=2, padding=1, bias=False),
-                nn.BatchNorm2d(out),
-                nn.ELU(),
-            ]
-            taps.append(len(layers) - 1)
-            width = out
-        self.body = nn.Sequential(*layers)
-        self.taps = tuple(taps)
-        self.head = nn.Linear(width, num_classes)
-        self.in_channels = in_channels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x).mean(dim=(2, 3)))
-
-    def extractor(self) -> FeatureExtractor:
-        """The frozen feature taps (inputs in [0, 1] as the classifier was trained on)."""
-        return FeatureExtractor(
-            self.body, self.taps, in_channels=self.in_channels, name="classifier features"
-        )

@@ -18,6 +18,7 @@ from torch import nn
 
 from genae.errors import CheckpointError
 from genae.io import atomic_path
+from genae.version import __version__
 
 FORMAT = "genae-checkpoint-1"
 
@@ -119,8 +120,6 @@ def save_checkpoint(
     tensors.update(rng_tensors())
     for key, value in (extra or {}).items():
         tensors[f"extra.{key}"] = value.detach().contiguous().cpu()
-    from genae import __version__
-
     meta = {
         "format": FORMAT,
         "genae_version": __version__,

@@ -5,6 +5,8 @@ RUN_DIR/model.safetensors       weights after the last finished epoch
 RUN_DIR/checkpoint.safetensors  full training state for --resume
 RUN_DIR/metrics.jsonl           one JSON object per epoch
 RUN_DIR/samples/epoch_NNN.png   sample grids at the snapshot epochs
+RUN_DIR/pictures/*.png          the latent scatter, class grid or relabel grid (last epoch)
+RUN_DIR/evaluation.json         extra metrics of the finished run (for reports)
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from genae import __version__
 from genae.config import TrainConfig, from_mapping, to_mapping
 from genae.data.types import DataSpec
 from genae.errors import CheckpointError
@@ -21,6 +22,7 @@ from genae.io import write_json_atomic, write_text_atomic
 from genae.models.base import GenerativeModel
 from genae.models.registry import build_model
 from genae.training.checkpoint import load_weights
+from genae.version import __version__
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -28,21 +30,32 @@ CHECKPOINT_FILE = "checkpoint.safetensors"
 METRICS_FILE = "metrics.jsonl"
 SAMPLES_DIR = "samples"
 PICTURES_DIR = "pictures"  # latent scatter, class grid, CAAE grid: written after the last epoch
-RUN_FORMAT = 1  # bumped when the layout or config.json changes incompatibly
+EVALUATION_FILE = "evaluation.json"  # extra metrics: `genae evaluate --save`, `genae experiment`
+# Bumped when the layout, config.json or weight names change incompatibly. 2: config fields
+# renamed so no option name has two meanings (channels, features), one conv encoder (ConvVAE
+# weights encoder.net.* -> encoder.convs.*), helper networks (M1, judge, DFC features) as runs.
+RUN_FORMAT = 2
 
 
-def write_run_config(run_dir: Path, model: GenerativeModel, train: TrainConfig) -> None:
-    write_json_atomic(
-        run_dir / CONFIG_FILE,
-        {
-            "genae_version": __version__,
-            "run_format": RUN_FORMAT,
-            "model": model.name,
-            "model_config": to_mapping(model.config),
-            "train": to_mapping(train),
-            "data_spec": model.spec.to_json(),
-        },
-    )
+def write_run_config(
+    run_dir: Path,
+    model: GenerativeModel,
+    train: TrainConfig,
+    explicit: dict[str, list[str]] | None = None,
+) -> None:
+    """config.json; `explicit`: the options the caller set, {"train": [...], "model": [...]}
+    (a resume compares only those with the saved run)."""
+    config = {
+        "genae_version": __version__,
+        "run_format": RUN_FORMAT,
+        "model": model.name,
+        "model_config": to_mapping(model.config),
+        "train": to_mapping(train),
+        "data_spec": model.spec.to_json(),
+    }
+    if explicit is not None:
+        config["explicit"] = explicit
+    write_json_atomic(run_dir / CONFIG_FILE, config)
 
 
 def read_run_config(run_dir: Path) -> dict[str, Any]:

@@ -31,6 +31,8 @@ from genae.training.checkpoint import (
     save_weights,
 )
 from genae.training.distributed import World, wrap
+from genae.viz.grids import save_sample_grid
+from genae.viz.latent import write_pictures
 
 PRECISIONS: dict[str, torch.dtype | None] = {
     "fp32": None,  # no autocast
@@ -172,8 +174,10 @@ class Trainer:
         config: TrainConfig,
         run_dir: Path | None = None,
         world: World | None = None,
+        explicit: dict[str, list[str]] | None = None,
     ) -> None:
         self.model = model
+        self.explicit = explicit  # the options the caller set, recorded in config.json
         self.world = world or World()
         self.train_data = train
         self.test_data = test
@@ -276,7 +280,7 @@ class Trainer:
     def fit(self) -> list[dict[str, Any]]:
         cfg = self.config
         if self.run_dir is not None and self.world.is_main:
-            rundir.write_run_config(self.run_dir, self.model, cfg)
+            rundir.write_run_config(self.run_dir, self.model, cfg, self.explicit)
         previous_handlers = self._install_signal_handlers()
         try:
             while self.epoch <= cfg.epochs:
@@ -389,8 +393,6 @@ class Trainer:
 
     def write_pictures(self) -> None:
         """The model's pictures of its test codes and classes (whichever it supports)."""
-        from genae.viz.latent import write_pictures
-
         test = self.test_data
         write_pictures(
             self.model,
@@ -402,7 +404,5 @@ class Trainer:
         self.model.train()
 
     def write_snapshot(self) -> None:
-        from genae.viz.grids import save_sample_grid
-
         path = self.run_dir / rundir.SAMPLES_DIR / f"epoch_{self.epoch:03d}.png"
         save_sample_grid(self.model, path, generator=seeded_generator(self.config.seed, 99))

@@ -1,8 +1,9 @@
-"""Pictures of adversarial autoencoders: the 2-D latent space over the prior, class-conditioned
-sample grids, and the CAAE grid (rows: input images, columns: labels or attribute vectors).
+"""Pictures of a trained model, written into RUN_DIR/pictures after the last epoch: its test codes
+(one scatter plot for every model with a latent), a sample grid with one row per class or
+category, and the relabel grid (rows: input images, columns: labels or attribute vectors).
 
-`write_pictures(model, images, labels, out_dir)` writes whichever of them the model supports;
-a report or a script calls it after training. Every file is written atomically.
+`write_pictures(model, images, labels, out_dir)` writes whichever of them the model's declared
+abilities (`genae.models.base`) allow. Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -12,73 +13,76 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
-from genae.io import atomic_path
-from genae.models.base import GenerativeModel
+from genae.models.base import Categories, GenerativeModel, LatentCodes, LatentPrior, Relabels
 from genae.viz.grids import save_grid
+from genae.viz.plots import save_png, scatter_by_class
+
+MAX_POINTS = 5000  # test codes in a scatter plot
+
+
+def as_float_images(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 or [0, 1] images as float in [0, 1] on `device`."""
+    images = images.to(device)
+    return images.float() / 255 if images.dtype == torch.uint8 else images.float()
 
 
 @torch.no_grad()
-def latent_codes(model: GenerativeModel, images: torch.Tensor, batch_size: int = 1000):
-    """The model's codes of uint8 or [0, 1] images, on the CPU."""
+def codes_of(
+    model: LatentCodes,
+    images: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    batch_size: int = 1000,
+) -> torch.Tensor:
+    """The model's codes (N, d) of uint8 or [0, 1] images, on the CPU; the labels go to an
+    encoder that reads them (CVAE)."""
     model.eval()
     codes = []
     for start in range(0, len(images), batch_size):
-        x = images[start : start + batch_size].to(model.device)
-        x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
-        codes.append(model.codes(x).cpu())
+        x = as_float_images(images[start : start + batch_size], model.device)
+        y = None if labels is None else labels[start : start + batch_size].to(model.device)
+        codes.append(model.latent_codes(x, y).cpu())
     return torch.cat(codes)
 
 
 def save_latent_scatter(
-    model: GenerativeModel,
+    model: LatentCodes,
     images: torch.Tensor,
     labels: torch.Tensor | None,
     path: Path | str,
-    max_points: int = 5000,
-    class_names: tuple[str, ...] = (),
+    max_points: int = MAX_POINTS,
 ) -> None:
-    """Scatter of the first two code dimensions coloured by class, over the prior's log-density
-    (or, for priors without one, a cloud of prior samples)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """The first two code dimensions of test images, coloured by class, over the prior's density
+    (or a cloud of its samples, for a prior without one) when the model has a 2-D prior."""
     images, labels = images[:max_points], None if labels is None else labels[:max_points]
-    z = latent_codes(model, images)[:, :2].numpy()
-    prior = getattr(model, "prior", None)
-    fig, ax = plt.subplots(figsize=(7, 7), dpi=110)
+    z = codes_of(model, images, labels)[:, :2].numpy()
+    classes = labels.cpu().numpy() if labels is not None and labels.dim() == 1 else None
+    names = model.spec.class_names or tuple(str(k) for k in range(model.spec.num_classes))
+    prior = model.latent_prior if isinstance(model, LatentPrior) else None
+    density = background = None
     if prior is not None and prior.dim == 2:
         r = prior.extent()
         if prior.has_density:
             grid = torch.linspace(-r, r, 300)
             gx, gy = torch.meshgrid(grid, grid, indexing="xy")
-            density = prior.log_prob(torch.stack([gx.flatten(), gy.flatten()], 1)).exp()
-            ax.imshow(
-                density.view(300, 300).numpy(),
-                extent=(-r, r, -r, r),
-                origin="lower",
-                cmap="Greys",
-                alpha=0.6,
-            )
+            log_p = prior.log_prob(torch.stack([gx.flatten(), gy.flatten()], 1))
+            density = (log_p.exp().view(300, 300).numpy(), r)
         else:
-            s = prior.sample(4000, torch.Generator().manual_seed(0)).numpy()
-            ax.scatter(s[:, 0], s[:, 1], s=2, c="lightgrey")
-        ax.set_xlim(-r, r)
-        ax.set_ylim(-r, r)
-    colours = labels.cpu().numpy() if labels is not None and labels.dim() == 1 else None
-    points = ax.scatter(z[:, 0], z[:, 1], s=3, c=colours, cmap="tab10", alpha=0.8)
-    if colours is not None:
-        names = class_names or tuple(str(k) for k in np.unique(colours))
-        handles = points.legend_elements()[0]
-        ax.legend(handles, names[: len(handles)], loc="upper right", fontsize=7, markerscale=1.5)
-    ax.set_title(f"{model.name}: test codes over the prior")
-    ax.set_aspect("equal")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+            background = prior.sample(4000, torch.Generator().manual_seed(0)).numpy()
+    fig = Figure(figsize=(6, 5.2))
+    ax = scatter_by_class(fig, z, classes, names, background=background, density=density)
+    if prior is not None and prior.dim == 2:
+        ax.set_xlim(-prior.extent(), prior.extent())
+        ax.set_ylim(-prior.extent(), prior.extent())
+        ax.set_aspect("equal")
+    shown = "test codes over the prior" if prior is not None and prior.dim == 2 else "test codes"
+    if model.latent_dim > 2:
+        shown += f" (first 2 of {model.latent_dim} dimensions)"
+    ax.set_title(f"{model.name}: {shown}", fontsize=10)
+    ax.set_xlabel("z1")
+    ax.set_ylabel("z2")
+    save_png(fig, path)
 
 
 @torch.no_grad()
@@ -88,22 +92,25 @@ def save_class_grid(
     per_row: int = 10,
     generator: torch.Generator | None = None,
 ) -> None:
-    """One row per class, each drawn with `model.sample(per_row, condition=class)`."""
+    """One row per class (or per category of a model with categories of its own), each drawn
+    with `model.sample(per_row, condition=k)`."""
     model.eval()
-    rows = [
-        model.sample(
-            per_row,
-            torch.full((per_row,), k, dtype=torch.long, device=model.device),
-            generator=generator,
-        )
-        for k in range(getattr(model, "num_categories", 0) or model.spec.num_classes)
-    ]
-    images = torch.cat(rows)
+    rows = model.num_categories if isinstance(model, Categories) else model.spec.num_classes
+    images = torch.cat(
+        [
+            model.sample(
+                per_row,
+                torch.full((per_row,), k, dtype=torch.long, device=model.device),
+                generator=generator,
+            )
+            for k in range(rows)
+        ]
+    )
     save_grid(images, per_row, path, scale=2 if images.shape[-1] <= 32 else 1)
 
 
-def caae_columns(model: GenerativeModel, max_columns: int = 16) -> torch.Tensor:
-    """The labels of the CAAE grid's columns: every class, or every +1/-1 combination of the
+def relabel_columns(model: GenerativeModel, max_columns: int = 16) -> torch.Tensor:
+    """The labels of the relabel grid's columns: every class, or every +1/-1 combination of the
     attributes (the first log2(max_columns) of them)."""
     names = model.spec.attribute_names
     if not names:
@@ -115,12 +122,13 @@ def caae_columns(model: GenerativeModel, max_columns: int = 16) -> torch.Tensor:
 
 
 @torch.no_grad()
-def save_caae_grid(model, images: torch.Tensor, path: Path | str, rows: int = 8) -> None:
+def save_relabel_grid(
+    model: Relabels, images: torch.Tensor, path: Path | str, rows: int = 8
+) -> None:
     """Rows: input images (first column), then each re-generated under every column label."""
     model.eval()
-    x = images[:rows].to(model.device)
-    x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
-    columns = caae_columns(model).to(model.device)
+    x = as_float_images(images[:rows], model.device)
+    columns = relabel_columns(model).to(model.device)
     tiles = []
     for image in x:
         repeated = image.unsqueeze(0).expand(len(columns), *image.shape)
@@ -139,15 +147,13 @@ def write_pictures(
     """Every picture `model` supports, into out_dir; returns the paths written."""
     out_dir = Path(out_dir)
     written: list[Path] = []
-    gen = torch.Generator().manual_seed(generator_seed)
-    if hasattr(model, "relabel"):
-        written.append(out_dir / "caae_grid.png")
-        save_caae_grid(model, images, written[-1])
-        return written
-    if hasattr(model, "codes") and model.codes(images[:1].to(model.device).float()).shape[1] >= 2:
+    if isinstance(model, LatentCodes) and model.latent_dim >= 2:
         written.append(out_dir / "latent.png")
-        save_latent_scatter(model, images, labels, written[-1], class_names=model.spec.class_names)
-    if model.is_conditional:
+        save_latent_scatter(model, images, labels, written[-1])
+    if isinstance(model, Relabels):  # its grid shows every label, on real images' codes
+        written.append(out_dir / "caae_grid.png")
+        save_relabel_grid(model, images, written[-1])
+    elif model.is_conditional:
         written.append(out_dir / "class_grid.png")
-        save_class_grid(model, written[-1], generator=gen)
+        save_class_grid(model, written[-1], generator=torch.Generator().manual_seed(generator_seed))
     return written

@@ -1,4 +1,5 @@
-"""Clustering accuracy: how well unsupervised cluster assignments recover the classes.
+"""Clustering accuracy: how well unsupervised cluster assignments recover the classes. Pure
+numerical scores, shared by the models that report them (M2, AAE) and by the metrics.
 
 With as many clusters as classes, clusters are matched one-to-one to classes by the assignment
 that maximises agreement (the Hungarian algorithm, scipy's `linear_sum_assignment`). With more
@@ -25,7 +26,7 @@ def contingency(assignments: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
 def cluster_to_class(assignments: torch.Tensor, labels: torch.Tensor) -> dict[int, int]:
     """The class each (non-empty) cluster stands for: one-to-one when there are no more clusters
     than classes, else each cluster's majority class."""
-    from scipy.optimize import linear_sum_assignment
+    from scipy.optimize import linear_sum_assignment  # heavy, needed only when scoring
 
     counts = contingency(assignments, labels)
     used = np.flatnonzero(counts.sum(1))
@@ -50,7 +51,7 @@ def kmeans_baseline(images: torch.Tensor, labels: torch.Tensor, k: int, seed: in
     """Clustering accuracy of k-means (scikit-learn, k-means++ with 3 restarts) on raw pixels,
     the baseline an unsupervised clustering model must beat. Cached per split, since training
     evaluates on the same test split after every epoch."""
-    from sklearn.cluster import KMeans
+    from sklearn.cluster import KMeans  # heavy, needed only for the k-means baseline
 
     pixels = images.detach().cpu().flatten(1)
     key = (tuple(pixels.shape), int(pixels.sum()), int(labels.sum()), k, seed)

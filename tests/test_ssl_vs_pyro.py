@@ -1,0 +1,94 @@
+"""benchmarks/ssl_vs_pyro.py: genae's M2 against Pyro's SS-VAE. Pyro is an optional extra
+(`.[bench]`), so these tests are skipped without it."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pyro")
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ssl_vs_pyro.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("ssl_vs_pyro", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pyro_sees_the_examples_genae_trains_on(bench):
+    """The labelled subset, training subset and test set of the Pyro side are genae's own."""
+    from genae.config import TrainConfig
+    from genae.data.sources import load_dataset
+    from genae.models.registry import model_class
+    from genae.training.runs import training_data
+
+    splits = load_dataset("digits")
+    config = TrainConfig(dataset="digits", seed=3, labels=20, max_train_examples=400)
+    genae_data = training_data(splits, config, model_class("m2"))
+    train, labelled, test = bench.shared_data(
+        splits, seed=3, labels=20, binarize=True, max_train_examples=400
+    )
+    assert labelled.tolist() == genae_data.labelled.tolist()
+    assert (train.images == genae_data.train.images).all()
+    assert (test.labels == genae_data.test.labels).all()
+
+
+def test_schedule_visits_every_example_once_per_epoch(bench):
+    schedule = bench.pyro_schedule(1000, 100, seed=0, epoch=1)
+    unlabelled = [i for kind, batch in schedule if kind == "u" for i in batch.tolist()]
+    labelled = [i for kind, batch in schedule if kind == "l" for i in batch.tolist()]
+    assert sorted(unlabelled) == list(range(1000))
+    assert sorted(labelled) == list(range(100))
+    # 5 unlabelled batches of 200 and 1 labelled batch, which is not at either end
+    kinds = [kind for kind, _ in schedule]
+    assert len(kinds) == 6 and kinds.count("l") == 1 and kinds[0] == kinds[-1] == "u"
+
+
+@pytest.mark.slow  # four subprocesses, each importing torch (~25 s on 2 cores)
+def test_benchmark_runs_both_contenders_on_digits(bench, tmp_path, capsys):
+    out = tmp_path / "result.json"
+    argv = ["--dataset", "digits", "--labels", "20", "--epochs", "1", "--seeds", "0,1"]
+    argv += ["--max-train-examples", "300", "--json", str(out)]
+    assert bench.main(argv) == 0
+    report = json.loads(out.read_text())
+    for name in ("genae", "pyro"):
+        entry = report[name]
+        assert entry["seeds"] == [0, 1]
+        assert entry["failed_seeds"] == []
+        for metric in ("accuracy", "supervised_baseline_accuracy", "samples_per_s"):
+            values = entry["per_seed"][metric]
+            assert len(values) == 2
+            assert entry["mean"][metric] == pytest.approx(sum(values) / 2)
+            assert entry["sd"][metric] >= 0
+            if metric == "samples_per_s":
+                assert all(v > 0 for v in values)
+            else:
+                assert all(0.0 <= v <= 1.0 for v in values)
+    # genae's baseline is the same network on the same data: computed once, used for both
+    baselines = [report[n]["per_seed"]["supervised_baseline_accuracy"] for n in ("genae", "pyro")]
+    assert baselines[0] == baselines[1]
+    assert all(r["baseline_source"] == "genae" for r in report["pyro"]["runs"])
+    assert report["settings"]["binarize"] is True  # the genae recipe's
+    printed = capsys.readouterr().out
+    assert "genae" in printed and "pyro" in printed and "+-" in printed
+
+
+def test_pyro_worker_trains_its_own_baseline_when_asked(bench, capsys):
+    """When genae's baseline is not the same network (or genae failed), the Pyro worker trains
+    the classifier on the labels alone itself."""
+    argv = ["--worker", "pyro", "--train-baseline", "--dataset", "digits", "--labels", "20"]
+    argv += ["--epochs", "1", "--max-train-examples", "200", "--binarize"]
+    assert bench.main(argv) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith(bench.RESULT_PREFIX)
+    result = json.loads(line[len(bench.RESULT_PREFIX) :])
+    assert result["baseline_source"] == "pyro-worker"
+    assert 0.0 <= result["supervised_baseline_accuracy"] <= 1.0
+    assert 0.0 <= result["accuracy"] <= 1.0 and result["steps"] == 2  # 1 unlabelled + 1 labelled
