@@ -17,7 +17,8 @@ from genae.version import __version__
 _LAZY_EXPORTS = {
     "fit": "genae.api",
     "evaluate_run": "genae.api",
-    "load": "genae.training.rundir",
+    "load": "genae.api",
+    "save": "genae.api",
 }
 
 __all__ = ["__version__", *_LAZY_EXPORTS]

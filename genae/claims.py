@@ -4,62 +4,95 @@ the experiment is loaded, so a malformed claim fails before hours of training in
 
 Three forms:
 
-    {metric, lower, than[, epoch]}       run `lower` has a lower value than run `than` (at `epoch`,
-                                         or at the end)
+    {metric, lower, than[, epoch]}       run `lower` has a lower value than run `than` (at the end,
+                                         or on validation at `epoch`)
     {run, metric, exceeds}               a final value beats another metric of the same run (a
                                          baseline the run computes, such as k-means on pixels)
     {run, metric, at_least | at_most}    a final value lies within bounds
 
-Each may carry a `text`, the claim in words (default: the metric's name).
+A final value is the run's test value (read once, at the end of the run or by `genae evaluate`);
+a value at an `epoch` is that epoch's validation value, since the test split is not read before
+the end. Each claim may carry a `text`, the claim in words (default: the metric's name), and a
+`judged_on`: with several seeds, "mean" (the default) compares the means over the seeds,
+"every_seed" requires the claim to hold for each seed on its own.
 """
 
 from __future__ import annotations
 
+import statistics
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from genae.errors import ConfigError
 
+JUDGED_ON = ("mean", "every_seed")
+
 
 class RunRecord(Protocol):
-    """What a claim reads of a run: its per-epoch metrics and its final values."""
+    """What a claim reads of one seed's run."""
 
-    name: str
-    history: list[dict[str, Any]]
+    @property
+    def seed(self) -> int: ...
 
-    def final(self) -> dict[str, Any]: ...
+    def final(self) -> Mapping[str, Any]:
+        """The final test values, by metric name (no `test_` prefix)."""
+        ...
+
+    def validation(self, epoch: int) -> Mapping[str, Any]:
+        """The validation values at `epoch`, by metric name (no `val_` prefix); empty when the
+        run has no such epoch."""
+        ...
 
 
 @dataclass(frozen=True)
 class Outcome:
     """A checked claim. ok: True (holds), False (fails) or None (could not be checked: a run or
-    a metric is missing); detail: the numbers it was decided on."""
+    a metric is missing); detail: the numbers it was decided on; judged_on: "mean" or
+    "every_seed"; seeds: the seeds it read; per_seed: each seed's (seed, ok) for every_seed."""
 
     text: str
     ok: bool | None
     detail: str
+    judged_on: str = "mean"
+    seeds: tuple[int, ...] = ()
+    per_seed: tuple[tuple[int, bool], ...] = field(default=())
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "text": self.text,
+            "ok": self.ok,
+            "detail": self.detail,
+            "judged_on": self.judged_on,
+            "seeds": list(self.seeds),
+            "per_seed": [{"seed": seed, "ok": ok} for seed, ok in self.per_seed],
+        }
 
 
-def _value_at(run: RunRecord, metric: str, epoch: int | None) -> float | None:
-    if epoch is None:
-        return run.final().get(metric)
-    for row in run.history:
-        if row.get("epoch") == epoch:
-            return row.get(metric)
-    return None
+def decimals_for(values: Sequence[float]) -> int:
+    """Decimals that show every one of `values` (and their mean and sd) alike: 4 for small
+    numbers, 2 once one reaches 10."""
+    return 4 if all(abs(v) < 10 for v in values) else 2
 
 
+def summary(values: Sequence[float]) -> str:
+    """One value as it is; several as 'mean M ± SD (v1, v2, ...)' with the sample sd (n - 1)."""
+    d = decimals_for(values)
+    if len(values) == 1:
+        return f"{values[0]:.{d}f}"
+    mean, sd = statistics.fmean(values), statistics.stdev(values)
+    return f"mean {mean:.{d}f} ± {sd:.{d}f} ({', '.join(f'{v:.{d}f}' for v in values)})"
+
+
+@dataclass(frozen=True)
 class Claim(ABC):
-    """One claim; `Claim.parse` builds the form an `[[expect]]` entry has."""
+    """One claim; `Claim.parse` builds the form an `[[expect]]` entry has. A form names the
+    values it compares for one seed (`numbers`) and says when they make it hold (`holds`)."""
 
     metric: str
     text: str
-    form: str  # the form's keys, for error messages
+    form = ""  # the form's keys, for error messages
 
     @staticmethod
     def parse(
@@ -73,21 +106,31 @@ class Claim(ABC):
         if not isinstance(metric, str):
             raise ConfigError(f"{where}: expected a 'metric' name")
         text = str(entry.get("text", metric))
+        judged_on = entry.get("judged_on", "mean")
+        if judged_on not in JUDGED_ON:
+            raise ConfigError(
+                f"{where}: 'judged_on': expected 'mean' or 'every_seed', got {judged_on!r}"
+            )
         claim: Claim
         if "lower" in entry:
             epoch = entry.get("epoch")
             if epoch is not None and (not isinstance(epoch, int) or epoch < 1):
                 raise ConfigError(f"{where}: 'epoch': expected an integer >= 1, got {epoch!r}")
-            claim = LowerThan(metric, text, entry["lower"], entry.get("than"), epoch)
+            claim = LowerThan(metric, text, judged_on, entry["lower"], entry.get("than"), epoch)
         elif "exceeds" in entry:
-            claim = Exceeds(metric, text, entry.get("run"), entry["exceeds"])
+            claim = Exceeds(metric, text, judged_on, entry.get("run"), entry["exceeds"])
         elif "at_least" in entry or "at_most" in entry:
             for key in ("at_least", "at_most"):
                 bound = entry.get(key)
                 if bound is not None and not isinstance(bound, (int, float)):
                     raise ConfigError(f"{where}: '{key}': expected a number, got {bound!r}")
             claim = Within(
-                metric, text, entry.get("run"), entry.get("at_least"), entry.get("at_most")
+                metric,
+                text,
+                judged_on,
+                entry.get("run"),
+                entry.get("at_least"),
+                entry.get("at_most"),
             )
         else:
             raise ConfigError(
@@ -102,69 +145,108 @@ class Claim(ABC):
                     )
         return claim
 
+    judged_on: str = "mean"
+
     @abstractmethod
     def runs(self) -> tuple[Any, ...]:
         """The names of the runs the claim reads."""
 
     @abstractmethod
-    def judge(self, runs: Mapping[str, RunRecord]) -> tuple[bool | None, str]:
-        """(ok, detail); raises KeyError for a run that is not in `runs`."""
+    def labels(self) -> tuple[str, ...]:
+        """What each of `numbers` is, in words."""
 
-    def check(self, runs: Mapping[str, RunRecord]) -> Outcome:
-        """The claim's outcome on `runs` (by name)."""
+    @abstractmethod
+    def numbers(self, runs: Mapping[str, RunRecord]) -> tuple[float | None, ...]:
+        """The values the claim compares for one seed (`runs`: that seed's run, by name)."""
+
+    @abstractmethod
+    def holds(self, numbers: tuple[float, ...]) -> bool:
+        """Whether the claim holds for these values (one seed's, or the means over seeds)."""
+
+    def note(self) -> str:
+        """What the detail ends with (a bound, say)."""
+        return ""
+
+    def check(self, runs: Mapping[str, Sequence[RunRecord]]) -> Outcome:
+        """The claim's outcome on `runs`: each run's records by name, one record per seed. The
+        seeds read are those every named run has."""
+
+        def outcome(ok: bool | None, detail: str, seeds=(), per_seed=()) -> Outcome:
+            return Outcome(self.text, ok, detail, self.judged_on, tuple(seeds), tuple(per_seed))
+
         try:
-            ok, detail = self.judge(runs)
+            by_seed = {name: {r.seed: r for r in runs[name]} for name in self.runs()}
         except KeyError as exc:
-            ok, detail = None, f"run {exc} not in this report"
-        return Outcome(self.text, ok, detail)
+            return outcome(None, f"run {exc} not in this report")
+        seeds = sorted(set.intersection(*(set(records) for records in by_seed.values())))
+        if not seeds:
+            return outcome(None, "no seed that every run has")
+        values = {s: self.numbers({n: by_seed[n][s] for n in self.runs()}) for s in seeds}
+        missing = [s for s in seeds if any(v is None for v in values[s])]
+        if missing:
+            which = f" (seed {', '.join(map(str, missing))})" if len(seeds) > 1 else ""
+            return outcome(None, f"not measured{which}", seeds)
+        columns = [[values[s][i] for s in seeds] for i in range(len(self.labels()))]
+        parts = [f"{label} {summary(column)}" for label, column in zip(self.labels(), columns)]
+        detail = "; ".join(parts) + self.note()
+        if self.judged_on == "mean":
+            ok = self.holds(tuple(statistics.fmean(column) for column in columns))
+            return outcome(ok, detail, seeds)
+        per_seed = [(s, self.holds(values[s])) for s in seeds]  # type: ignore[arg-type]
+        failed = [str(s) for s, ok in per_seed if not ok]
+        detail += f"; fails for seed {', '.join(failed)}" if failed else ""
+        return outcome(not failed, detail, seeds, per_seed)
 
 
 @dataclass(frozen=True)
 class LowerThan(Claim):
-    metric: str
-    text: str
-    lower: str
-    than: str
+    lower: str = ""
+    than: str = ""
     epoch: int | None = None
     form = "{metric, lower, than}"
 
     def runs(self) -> tuple[Any, ...]:
         return (self.lower, self.than)
 
-    def judge(self, runs: Mapping[str, RunRecord]) -> tuple[bool | None, str]:
-        a, b = runs[self.lower], runs[self.than]
-        va, vb = (_value_at(r, self.metric, self.epoch) for r in (a, b))
-        if va is None or vb is None:
-            return None, "not measured"
-        where = f"epoch {self.epoch}" if self.epoch else "the end"
-        return va < vb, f"{self.metric} at {where}: {a.name} {va:.2f}, {b.name} {vb:.2f}"
+    def labels(self) -> tuple[str, ...]:
+        where = f"validation {self.metric} at epoch {self.epoch}" if self.epoch else ""
+        first = f"{where}: {self.lower}" if where else f"test {self.metric}: {self.lower}"
+        return (first, self.than)
+
+    def numbers(self, runs: Mapping[str, RunRecord]) -> tuple[float | None, ...]:
+        def value(run: RunRecord) -> float | None:
+            values = run.final() if self.epoch is None else run.validation(self.epoch)
+            return values.get(self.metric)
+
+        return (value(runs[self.lower]), value(runs[self.than]))
+
+    def holds(self, numbers: tuple[float, ...]) -> bool:
+        return numbers[0] < numbers[1]
 
 
 @dataclass(frozen=True)
 class Exceeds(Claim):
-    metric: str
-    text: str
-    run: str
-    exceeds: str
+    run: str = ""
+    exceeds: str = ""
     form = "{run, metric, exceeds}"
 
     def runs(self) -> tuple[Any, ...]:
         return (self.run,)
 
-    def judge(self, runs: Mapping[str, RunRecord]) -> tuple[bool | None, str]:
+    def labels(self) -> tuple[str, ...]:
+        return (f"{self.run}: test {self.metric}", self.exceeds)
+
+    def numbers(self, runs: Mapping[str, RunRecord]) -> tuple[float | None, ...]:
         final = runs[self.run].final()
-        value, baseline = final.get(self.metric), final.get(self.exceeds)
-        if value is None or baseline is None:
-            return None, "not measured"
-        detail = f"{self.run}: {self.metric} {value:.4f}, {self.exceeds} {baseline:.4f}"
-        return value > baseline, detail
+        return (final.get(self.metric), final.get(self.exceeds))
+
+    def holds(self, numbers: tuple[float, ...]) -> bool:
+        return numbers[0] > numbers[1]
 
 
 @dataclass(frozen=True)
 class Within(Claim):
-    metric: str
-    text: str
-    run: str
+    run: str = ""
     at_least: float | None = None
     at_most: float | None = None
     form = "{run, metric, at_least | at_most}"
@@ -172,18 +254,24 @@ class Within(Claim):
     def runs(self) -> tuple[Any, ...]:
         return (self.run,)
 
-    def judge(self, runs: Mapping[str, RunRecord]) -> tuple[bool | None, str]:
-        value = runs[self.run].final().get(self.metric)
-        if value is None:
-            return None, "not measured"
-        ok = True
-        if self.at_least is not None:
-            ok = value >= self.at_least
-        if self.at_most is not None:
-            ok = ok and value <= self.at_most
-        bound = self.at_least if self.at_least is not None else self.at_most
-        return ok, f"{self.run} {self.metric} {value:.4f} (bound {bound})"
+    def labels(self) -> tuple[str, ...]:
+        return (f"{self.run} test {self.metric}",)
+
+    def numbers(self, runs: Mapping[str, RunRecord]) -> tuple[float | None, ...]:
+        return (runs[self.run].final().get(self.metric),)
+
+    def holds(self, numbers: tuple[float, ...]) -> bool:
+        (value,) = numbers
+        if self.at_least is not None and value < self.at_least:
+            return False
+        return self.at_most is None or value <= self.at_most
+
+    def note(self) -> str:
+        bounds = [f"at least {self.at_least}"] if self.at_least is not None else []
+        bounds += [f"at most {self.at_most}"] if self.at_most is not None else []
+        return f" ({' and '.join(bounds)})"
 
 
-def check_claims(claims: list[Claim], runs: Mapping[str, RunRecord]) -> list[Outcome]:
+def check_claims(claims: Sequence[Claim], runs: Mapping[str, Sequence[RunRecord]]) -> list[Outcome]:
+    """Each claim's outcome on `runs` (each run's records by name, one per seed)."""
     return [claim.check(runs) for claim in claims]

@@ -180,6 +180,8 @@ class TrainConfig:
     """cpu or cuda[:N]."""
     binarize: bool = False
     """Binarise pixels: a fresh Bernoulli draw per batch (the test set once, fixed)."""
+    val_size: int | None = None
+    """Seeded stratified validation split of train; none: 5000 of 60k, else 10%; 0: no split."""
     max_train_examples: int = 0
     """0: all; else a seeded random subset (quick runs)."""
     attributes: tuple[str, ...] = ()
@@ -198,8 +200,10 @@ class TrainConfig:
     """Steps between mid-epoch checkpoints; 0: end of epoch only."""
     log_every: int = 50
     """Steps between progress updates and finiteness checks."""
+    tensorboard: str | None = None
+    """TensorBoard event directory (metrics, step losses, sample grids); needs genae[tb]."""
     eval_batch_size: int = 1000
-    """Test examples per batch when computing the end-of-epoch metrics."""
+    """Examples per batch when computing the validation and test metrics."""
     progress: bool = True
     """Show a progress line while training."""
     precision: str = "fp32"
@@ -225,6 +229,12 @@ class TrainConfig:
             "device",
             "'cpu' or 'cuda[:N]'",
             self.device,
+        )
+        require(
+            self.val_size is None or self.val_size >= 0,
+            "val_size",
+            "an integer >= 0 (or none: the default share)",
+            self.val_size,
         )
         require(self.image_size >= 0, "image_size", "an integer >= 0", self.image_size)
         require(

@@ -13,6 +13,10 @@ class DataError(GenaeError):
     """A dataset file or array is missing, corrupt or of the wrong shape."""
 
 
+class SealedSplitError(DataError):
+    """Code read the test split before the run's final evaluation (see `SealedSplit`)."""
+
+
 class ConfigError(GenaeError):
     """A configuration value or option is unknown, of the wrong type or out of range."""
 

@@ -3,12 +3,17 @@
 Everything is inline (images as base64 data URIs, CSS, one small script), so the file works
 offline and can be mailed around. Sections, each only where it applies:
 
-* the claims an experiment checks, with their outcome;
-* final metrics, with what each was computed on, and published numbers beside ours;
+* the settings the runs were trained with (from their config.json);
+* the claims an experiment checks, with what each is judged on and its outcome;
+* final test metrics, with what each was computed on, and published numbers beside ours;
 * sample grids by epoch: one row per run, one column per snapshot epoch (like a paper's figure);
-* test negative ELBO per epoch (table and curves);
+* validation negative ELBO (or accuracy) per epoch (table and curves);
 * the pictures each run wrote after training (its test codes, class grids, relabel grids);
 * each run's configuration.
+
+A run trained with several seeds (an experiment's RUN/seed-S directories) is one row: each final
+metric as mean ± sample sd over the seeds with the per-seed values beside it, curves as the mean
+over the seeds, and the first seed's pictures.
 
 Pictures are the PNGs the runs wrote (RUN_DIR/samples, RUN_DIR/pictures), embedded as they are:
 the report reads run directories and never loads a model or a dataset.
@@ -24,12 +29,13 @@ import html
 import json
 import math
 import re
+import statistics
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from genae.claims import Claim, Outcome, check_claims
+from genae.claims import Claim, Outcome, check_claims, decimals_for
 from genae.errors import CheckpointError, GenaeError
 from genae.io import write_text_atomic
 from genae.metrics.anchors import anchor_for
@@ -53,9 +59,25 @@ PREFERRED = (
 LOWER_IS_BETTER = {"neg_elbo", "iw_nll", "recon_nll", "recon_mse", "fid", "nll"}
 
 
+SEED_DIR_PREFIX = "seed-"
+
+
+def seed_dir(group_dir: Path, seed: int) -> Path:
+    """Where seed `seed` of an experiment's run lives: GROUP_DIR/seed-S."""
+    return Path(group_dir) / f"{SEED_DIR_PREFIX}{seed}"
+
+
+def _numbers(row: dict[str, Any], prefix: str) -> dict[str, Any]:
+    return {
+        k[len(prefix) :]: v
+        for k, v in row.items()
+        if k.startswith(prefix) and isinstance(v, (int, float))
+    }
+
+
 @dataclass
 class RunInfo:
-    """A run directory as the report reads it (a `genae.claims.RunRecord`)."""
+    """A run directory (one seed) as the report reads it (a `genae.claims.RunRecord`)."""
 
     name: str
     path: Path
@@ -72,11 +94,59 @@ class RunInfo:
     def dataset(self) -> str:
         return self.config["train"]["dataset"]
 
+    @property
+    def seed(self) -> int:
+        return int(self.config["train"].get("seed", 0))
+
     def final(self) -> dict[str, Any]:
-        """The last epoch's metrics, overridden by a later evaluation of the finished run."""
-        values = dict(self.history[-1]) if self.history else {}
-        values.update({k: v for k, v in self.evaluation.items() if isinstance(v, (int, float))})
+        """The final test values by metric name: the `test_*` values of the last metrics row,
+        overridden by a later evaluation of the finished run (evaluation.json, on test)."""
+        last = self.history[-1] if self.history else {}
+        values = _numbers(last, "test_")
+        values.update(
+            {
+                k: v
+                for k, v in self.evaluation.items()
+                if isinstance(v, (int, float)) and k != "examples"
+            }
+        )
         return values
+
+    def validation(self, epoch: int) -> dict[str, Any]:
+        """The validation values at `epoch` by metric name (`val_*` in that epoch's row)."""
+        for row in self.history:
+            if row.get("epoch") == epoch:
+                return _numbers(row, "val_")
+        return {}
+
+    def last_epoch(self) -> int | None:
+        epochs = [row["epoch"] for row in self.history if isinstance(row.get("epoch"), int)]
+        return max(epochs) if epochs else None
+
+
+@dataclass
+class RunGroup:
+    """One named run of a report: the same settings trained with one seed or several."""
+
+    name: str
+    path: Path
+    runs: list[RunInfo]
+
+    @property
+    def first(self) -> RunInfo:
+        return self.runs[0]
+
+    @property
+    def model(self) -> str:
+        return self.first.model
+
+    @property
+    def dataset(self) -> str:
+        return self.first.dataset
+
+    @property
+    def seeds(self) -> list[int]:
+        return [run.seed for run in self.runs]
 
 
 def read_run(path: Path, name: str | None = None) -> RunInfo:
@@ -104,6 +174,25 @@ def read_run(path: Path, name: str | None = None) -> RunInfo:
         if match:
             grids[int(match.group(1))] = png
     return RunInfo(name or path.name, path, config, history, evaluation, grids)
+
+
+def read_group(path: Path, name: str | None = None, seeds: list[int] | None = None) -> RunGroup:
+    """A run directory (one seed), or a directory of seed-S run directories (an experiment's
+    run): those of `seeds` when given, else every one there, by seed."""
+    path = Path(path)
+    name = name or path.name
+    if (path / rundir.CONFIG_FILE).exists() or not path.is_dir():
+        return RunGroup(name, path, [read_run(path, name)])
+    if seeds is None:
+        found = [p.name[len(SEED_DIR_PREFIX) :] for p in path.glob(f"{SEED_DIR_PREFIX}*")]
+        seeds = sorted(int(s) for s in found if s.isdigit())
+        if not seeds:
+            raise CheckpointError(
+                f"{path}: neither a run directory (no {rundir.CONFIG_FILE}) nor a directory of "
+                f"{SEED_DIR_PREFIX}S run directories"
+            )
+    runs = [read_run(seed_dir(path, s), name) for s in seeds]
+    return RunGroup(name, path, sorted(runs, key=lambda run: run.seed))
 
 
 # --- small HTML helpers ---------------------------------------------------------------------
@@ -157,24 +246,48 @@ def claims_section(outcomes: list[Outcome]) -> str:
         False: '<span class="bad">✘ fails</span>',
         None: '<span class="na">? not checked</span>',
     }
-    rows = [[esc(o.text), marks[o.ok], esc(o.detail)] for o in outcomes]
-    return "<h2>Claims</h2>" + table(["claim", "outcome", "numbers"], rows, numeric_from=99)
+    rows = []
+    for o in outcomes:
+        if len(o.seeds) <= 1:
+            judged = f"seed {o.seeds[0]}" if o.seeds else "—"
+        elif o.judged_on == "mean":
+            judged = f"mean over {len(o.seeds)} seeds"
+        else:
+            judged = f"every seed ({len(o.seeds)})"
+        outcome = marks[o.ok]
+        if o.per_seed:
+            outcome += (
+                "<br><span class='dim'>"
+                + ", ".join(f"seed {seed} {'✔' if ok else '✘'}" for seed, ok in o.per_seed)
+                + "</span>"
+            )
+        rows.append([esc(o.text), esc(judged), outcome, esc(o.detail)])
+    return "<h2>Claims</h2>" + table(
+        ["claim", "judged on", "outcome", "numbers"], rows, numeric_from=99
+    )
 
 
-def samples_section(runs: list[RunInfo]) -> str:
-    epochs = sorted({e for r in runs for e in r.grids})
+def seeds_text(seeds: list[int]) -> str:
+    return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(map(str, seeds))
+
+
+def samples_section(groups: list[RunGroup]) -> str:
+    """The first seed's sample grids of each run."""
+    epochs = sorted({e for g in groups for e in g.first.grids})
     if not epochs:
         return ""
     head = ["run"] + [f"epoch {e}" for e in epochs]
     rows = []
-    for run in runs:
-        cells = [f"<b>{esc(run.name)}</b><br><span class='dim'>{esc(run.model)}</span>"]
+    for group in groups:
+        run = group.first
+        label = esc(group.model) + (f", seed {run.seed}" if len(group.runs) > 1 else "")
+        cells = [f"<b>{esc(group.name)}</b><br><span class='dim'>{label}</span>"]
         for e in epochs:
             png = run.grids.get(e)
             if png is None:
                 cells.append("<span class='dim'>—</span>")
             else:
-                alt = f"{run.name} samples, epoch {e}"
+                alt = f"{group.name} samples, epoch {e}"
                 cells.append(
                     f'<img class="grid" alt="{esc(alt)}" src="{data_uri(png.read_bytes())}">'
                 )
@@ -190,56 +303,79 @@ def samples_section(runs: list[RunInfo]) -> str:
     )
 
 
-def metrics_section(runs: list[RunInfo]) -> str:
-    finals = {r.name: r.final() for r in runs}
-    present = {k for f in finals.values() for k, v in f.items() if isinstance(v, (int, float))}
-    skip = {"epoch", "step", "examples"}
+def seeds_cell(values: list[float | None]) -> str:
+    """One seed: its value. Several: mean ± sd (sample sd) over the seeds that have the value,
+    with each seed's value beside it, all to the same decimals."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return "<span class='dim'>—</span>"
+    if len(values) == 1:
+        return fmt(present[0])
+    d = decimals_for(present)
+    mean = statistics.fmean(present)
+    sd = f"{statistics.stdev(present):.{d}f}" if len(present) > 1 else "—"
+    each = ", ".join(f"{v:.{d}f}" if v is not None else "—" for v in values)
+    return f"{mean:.{d}f} ± {sd} <span class='seeds'>({each})</span>"
+
+
+def metrics_section(groups: list[RunGroup]) -> str:
+    finals = {g.name: [run.final() for run in g.runs] for g in groups}
+    present = {
+        k
+        for per_seed in finals.values()
+        for final in per_seed
+        for k, v in final.items()
+        if isinstance(v, (int, float))
+    }
     names = [m for m in PREFERRED if m in present]
-    names += sorted(m for m in present - set(names) - skip if not m.startswith("train_"))
+    names += sorted(present - set(names))
     if not names:
         return ""
-    head = ["run", "model", "epochs"] + [
+    head = ["run", "model", "epochs", "seeds"] + [
         f"{esc(m)} {'↓' if m in LOWER_IS_BETTER else '↑' if 'accuracy' in m else ''}" for m in names
     ]
     rows, anchors, notes = [], [], []
-    for run in runs:
-        final = finals[run.name]
-        row = [f"<b>{esc(run.name)}</b>", esc(run.model), esc(final.get("epoch", "—"))]
+    for group in groups:
+        per_seed = finals[group.name]
+        epochs = sorted({e for run in group.runs if (e := run.last_epoch()) is not None})
+        row = [
+            f"<b>{esc(group.name)}</b>",
+            esc(group.model),
+            esc(", ".join(map(str, epochs)) or "—"),
+            esc(", ".join(map(str, group.seeds))),
+        ]
         for m in names:
-            row.append(fmt(final[m]) if m in final else "<span class='dim'>—</span>")
-            anchor = anchor_for(run.model, run.dataset, m)
+            values = [final.get(m) for final in per_seed]
+            row.append(seeds_cell(values))
+            anchor = anchor_for(group.model, group.dataset, m)
+            present_values = [v for v in values if v is not None]
             if anchor is not None:
+                ours = statistics.fmean(present_values) if present_values else math.nan
                 anchors.append(
                     [
-                        esc(run.name),
+                        esc(group.name),
                         esc(m),
-                        fmt(final.get(m, float("nan"))),
+                        fmt(ours),
                         fmt(anchor.value),
                         esc(anchor.source),
                         esc(anchor.setting),
                     ]
                 )
         rows.append(row)
-        # Metrics computed on the same thing share one line.
-        groups: dict[str, list[str]] = {}
-        for metric, about in run.evaluation.get("computed_on", {}).items():
-            groups.setdefault(about_text(about), []).append(metric)
-            if "per_class" in about:
-                names = run.config.get("data_spec", {}).get("class_names") or []
-                per_class = ", ".join(
-                    f"{names[k] if k < len(names) else k} {v:.2f}"
-                    for k, v in enumerate(about["per_class"])
-                )
-                notes.append(
-                    f"<li><b>{esc(run.name)}</b> {esc(metric)} per class: {per_class}</li>"
-                )
-        for about, metrics in groups.items():
-            notes.append(f"<li><b>{esc(run.name)}</b> {esc(', '.join(metrics))}: {esc(about)}</li>")
+        notes += computed_on_notes(group)
     out = ["<h2>Final metrics</h2>", table(head, rows, numeric_from=2)]
+    several = any(len(g.runs) > 1 for g in groups)
     out.append(
-        "<p class='dim'>Test split; ↓ lower is better, ↑ higher is better. neg_elbo, iw_nll and "
-        "recon_nll in nats per image. Without other notes a number is the last epoch's "
-        "evaluation on the whole test split.</p>"
+        "<p class='dim'>Test split, read once at the end of each run; ↓ lower is better, ↑ higher "
+        "is better. neg_elbo, iw_nll and recon_nll in nats per image. Without other notes a "
+        "number is the evaluation of the finished run on the whole test split."
+        + (
+            " With several seeds: mean ± sample standard deviation over the seeds, each seed's "
+            "value in brackets (in the order of the seeds column)."
+            if several
+            else ""
+        )
+        + "</p>"
     )
     if notes:
         out.append("<ul class='notes'>" + "".join(notes) + "</ul>")
@@ -255,39 +391,82 @@ def metrics_section(runs: list[RunInfo]) -> str:
     return "".join(out)
 
 
-def curve_metric(runs: list[RunInfo]) -> str | None:
+def computed_on_notes(group: RunGroup) -> list[str]:
+    """What each evaluated metric was computed on (metrics computed on the same thing share one
+    line), and per-class values, averaged over the seeds."""
+    notes = []
+    groups: dict[str, list[str]] = {}
+    per_class: dict[str, list[list[float]]] = {}
+    for run in group.runs:
+        for metric, about in run.evaluation.get("computed_on", {}).items():
+            metrics = groups.setdefault(about_text(about), [])
+            if metric not in metrics:
+                metrics.append(metric)
+            if "per_class" in about:
+                per_class.setdefault(metric, []).append(about["per_class"])
+    class_names = group.first.config.get("data_spec", {}).get("class_names") or []
+    for metric, lists in per_class.items():
+        means = [statistics.fmean(column) for column in zip(*lists)]
+        text = ", ".join(
+            f"{class_names[k] if k < len(class_names) else k} {v:.2f}" for k, v in enumerate(means)
+        )
+        over = f" (mean over {len(lists)} seeds)" if len(lists) > 1 else ""
+        notes.append(f"<li><b>{esc(group.name)}</b> {esc(metric)} per class{over}: {text}</li>")
+    for about, metrics in groups.items():
+        notes.append(f"<li><b>{esc(group.name)}</b> {esc(', '.join(metrics))}: {esc(about)}</li>")
+    return notes
+
+
+def curve_metric(groups: list[RunGroup]) -> str | None:
     for metric in ("neg_elbo", "accuracy", "loss"):
-        if all(run.history and metric in run.history[0] for run in runs):
+        if all(run.validation(1).get(metric) is not None for g in groups for run in g.runs):
             return metric
     return None
 
 
-def curves_section(runs: list[RunInfo]) -> str:
-    metric = curve_metric(runs)
+def curves_section(groups: list[RunGroup]) -> str:
+    """Validation curves (the test split is read only at the end): each run's mean over its
+    seeds at each epoch."""
+    metric = curve_metric(groups)
     if metric is None:
         return ""
-    series = {
-        r.name: ([h["epoch"] for h in r.history], [h[metric] for h in r.history]) for r in runs
-    }
+    series = {}
+    for group in groups:
+        by_epoch: dict[int, list[float]] = {}
+        for run in group.runs:
+            for row in run.history:
+                epoch = row.get("epoch")
+                value = run.validation(epoch).get(metric) if isinstance(epoch, int) else None
+                if value is not None:
+                    by_epoch.setdefault(epoch, []).append(value)
+        epochs = sorted(by_epoch)
+        series[group.name] = (epochs, [statistics.fmean(by_epoch[e]) for e in epochs])
     epochs = sorted({e for xs, _ in series.values() for e in xs})
-    head = ["epoch"] + [esc(r.name) for r in runs]
+    head = ["epoch"] + [esc(g.name) for g in groups]
     by_run = {name: dict(zip(xs, ys)) for name, (xs, ys) in series.items()}
     rows = []
     for e in epochs:
-        values = [by_run[r.name].get(e) for r in runs]
+        values = [by_run[g.name].get(e) for g in groups]
         present = [v for v in values if v is not None]
         best = (min if metric in LOWER_IS_BETTER else max)(present) if present else None
         cells = [str(e)]
         for v in values:
             text = fmt(v) if v is not None else "—"
             cells.append(
-                f"<b>{text}</b>" if v is not None and v == best and len(runs) > 1 else text
+                f"<b>{text}</b>" if v is not None and v == best and len(groups) > 1 else text
             )
         rows.append(cells)
-    label = "test neg_elbo (nats/image)" if metric == "neg_elbo" else f"test {metric}"
+    label = "validation neg_elbo (nats/image)" if metric == "neg_elbo" else f"validation {metric}"
     png = curves_png(series, label)
+    several = any(len(g.runs) > 1 for g in groups)
+    note = (
+        "<p class='dim'>On the validation split, each epoch; with several seeds, the mean over "
+        "the seeds.</p>"
+        if several
+        else "<p class='dim'>On the validation split, each epoch.</p>"
+    )
     return (
-        f"<h2>Test {esc(metric)} per epoch</h2><div class='pair'>"
+        f"<h2>Validation {esc(metric)} per epoch</h2>{note}<div class='pair'>"
         f"<div>{table(head, rows)}</div>"
         f'<div><img class="plot" alt="{esc(label)} per epoch" src="{data_uri(png)}"></div></div>'
     )
@@ -300,13 +479,15 @@ PICTURE_CAPTIONS = {
 }
 
 
-def pictures_section(runs: list[RunInfo]) -> str:
-    """The pictures each run wrote after training (`RUN_DIR/pictures`), e.g. an adversarial
-    autoencoder's codes over its prior or a CAAE's label grid."""
+def pictures_section(groups: list[RunGroup]) -> str:
+    """The pictures each run's first seed wrote after training (`RUN_DIR/pictures`), e.g. an
+    adversarial autoencoder's codes over its prior or a CAAE's label grid."""
     figures = []
-    for run in runs:
+    for group in groups:
+        run = group.first
+        seed = f" (seed {run.seed})" if len(group.runs) > 1 else ""
         for png in sorted((run.path / rundir.PICTURES_DIR).glob("*.png")):
-            caption = f"{run.name}: {PICTURE_CAPTIONS.get(png.name, png.stem)}"
+            caption = f"{group.name}{seed}: {PICTURE_CAPTIONS.get(png.name, png.stem)}"
             figures.append(
                 f'<figure><img class="plot" alt="{esc(caption)}" '
                 f'src="{data_uri(png.read_bytes())}"><figcaption>{esc(caption)}</figcaption>'
@@ -317,19 +498,70 @@ def pictures_section(runs: list[RunInfo]) -> str:
     return "<h2>Pictures</h2><div class='figures'>" + "".join(figures) + "</div>"
 
 
-def configs_section(runs: list[RunInfo]) -> str:
+def configs_section(groups: list[RunGroup]) -> str:
     out = ["<h2>Configurations</h2>"]
-    for run in runs:
-        shown = {
-            k: run.config[k]
-            for k in ("model", "model_config", "train", "genae_version")
-            if k in run.config
-        }
-        out.append(
-            f"<details><summary><b>{esc(run.name)}</b> — {esc(run.path)}</summary>"
-            f"<pre>{esc(json.dumps(shown, indent=2, sort_keys=True))}</pre></details>"
-        )
+    for group in groups:
+        for run in group.runs:
+            shown = {
+                k: run.config[k]
+                for k in ("model", "model_config", "train", "genae_version")
+                if k in run.config
+            }
+            seed = f" (seed {run.seed})" if len(group.runs) > 1 else ""
+            out.append(
+                f"<details><summary><b>{esc(group.name)}</b>{esc(seed)} — {esc(run.path)}"
+                f"</summary><pre>{esc(json.dumps(shown, indent=2, sort_keys=True))}</pre>"
+                "</details>"
+            )
     return "".join(out)
+
+
+def setting_phrases(train: dict[str, Any]) -> dict[str, str]:
+    """The training settings of a run's config.json in words, by setting."""
+    phrases = {
+        "epochs": f"{train.get('epochs')} epoch{'' if train.get('epochs') == 1 else 's'}",
+        "optimiser": f"Adam (lr {train.get('lr')}, batch {train.get('batch_size')})",
+    }
+    schedule = train.get("lr_schedule", "constant")
+    if schedule != "constant":
+        phrases["lr_schedule"] = f"{schedule} learning-rate schedule"
+    if train.get("binarize"):
+        phrases["binarize"] = "binarised pixels"
+    if str(train.get("labels", "all")) != "all":
+        phrases["labels"] = (
+            f"{train['labels']} labels (labelled batch {train.get('labelled_batch_size')})"
+        )
+    if train.get("max_train_examples"):
+        phrases["max_train_examples"] = f"{train['max_train_examples']} training examples"
+    if "val_size" in train:
+        size = train["val_size"]
+        phrases["val_size"] = f"validation split {size}" if size else "no validation split"
+    if train.get("image_size"):
+        phrases["image_size"] = f"{train['image_size']}x{train['image_size']} images"
+    return phrases
+
+
+def settings_text(groups: list[RunGroup]) -> str:
+    """The settings the runs were trained with, from their config.json (not from what an
+    experiment file says): those every run shares, then each run's own."""
+    phrases = {g.name: setting_phrases(g.first.config["train"]) for g in groups}
+    keys = list(dict.fromkeys(k for p in phrases.values() for k in p))
+    shared = [k for k in keys if len({p.get(k) for p in phrases.values()}) == 1]
+    seeds = {tuple(g.seeds) for g in groups}
+    parts = [phrases[groups[0].name][k] for k in shared]
+    if len(seeds) == 1:
+        parts.append(seeds_text(list(next(iter(seeds)))))
+    text = "Trained with " + ", ".join(parts) + "."
+    own = []
+    for group in groups:
+        mine = [p for k, p in phrases[group.name].items() if k not in shared]
+        if len(seeds) > 1:
+            mine.append(seeds_text(group.seeds))
+        if mine:
+            own.append(f"{group.name}: {', '.join(mine)}")
+    if own:
+        text += " " + "; ".join(own) + "."
+    return text
 
 
 STYLE = """
@@ -359,6 +591,7 @@ figure img { width: 380px; }
 figcaption { font-size: 13px; color: #6a7282; }
 .ok { color: #137333; font-weight: 600; } .bad { color: #b3261e; font-weight: 600; }
 .na { color: #8a6d00; font-weight: 600; }
+.seeds { color: #6a7282; font-size: 12px; }
 ul.notes { font-size: 13px; color: #4a5262; margin: 6px 0; padding-left: 20px; }
 details { margin: 6px 0; } summary { cursor: pointer; }
 pre { background: #f6f7f9; padding: 10px; font-size: 12px; overflow-x: auto; }
@@ -389,20 +622,24 @@ def build_report(
     description: str = "",
     claims: list[Claim] | None = None,
     names: list[str] | None = None,
+    seeds: list[int] | None = None,
     experiment: str | None = None,
 ) -> list[Outcome]:
-    """Write the HTML report of `run_dirs` to `out` (atomically). Returns the claims' outcomes."""
+    """Write the HTML report of `run_dirs` to `out` (atomically). Returns the claims' outcomes.
+
+    Each of `run_dirs` is a run directory, or a directory of seed-S run directories (an
+    experiment's run trained with several seeds: of `seeds` when given, else all there)."""
     if not run_dirs:
         raise GenaeError("report: no run directories given")
-    runs = [read_run(p, n) for p, n in zip(run_dirs, names or [None] * len(run_dirs))]
+    groups = [read_group(p, n, seeds) for p, n in zip(run_dirs, names or [None] * len(run_dirs))]
     seen: dict[str, int] = {}
-    for run in runs:  # two runs called "run" in different parents get distinct labels
-        seen[run.name] = seen.get(run.name, 0) + 1
-        if seen[run.name] > 1:
-            run.name = f"{run.name} ({run.path.parent.name})"
-    datasets = sorted({r.dataset for r in runs})
-    title = title or "genae report: " + ", ".join(r.name for r in runs)
-    outcome = check_claims(claims or [], {r.name: r for r in runs})
+    for group in groups:  # two runs called "run" in different parents get distinct labels
+        seen[group.name] = seen.get(group.name, 0) + 1
+        if seen[group.name] > 1:
+            group.name = f"{group.name} ({group.path.parent.name})"
+    datasets = sorted({g.dataset for g in groups})
+    title = title or "genae report: " + ", ".join(g.name for g in groups)
+    outcome = check_claims(claims or [], {g.name: g.runs for g in groups})
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     meta = [f"dataset {', '.join(datasets)}", f"genae {__version__}", stamp]
     if experiment:
@@ -411,12 +648,13 @@ def build_report(
         f"<h1>{esc(title)}</h1>",
         f"<p class='dim'>{esc(' · '.join(meta))}</p>",
         f"<p class='lead'>{esc(description)}</p>" if description else "",
+        f"<p class='lead settings'>{esc(settings_text(groups))}</p>",
         claims_section(outcome),
-        metrics_section(runs),
-        samples_section(runs),
-        curves_section(runs),
-        pictures_section(runs),
-        configs_section(runs),
+        metrics_section(groups),
+        samples_section(groups),
+        curves_section(groups),
+        pictures_section(groups),
+        configs_section(groups),
         '<p id="image-check" data-broken="-1"></p>',
     ]
     page = (

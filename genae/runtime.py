@@ -5,29 +5,41 @@ This module imports nothing heavy at load time, so `genae.cli` can run it before
 What the `genae` command sets, and why
 --------------------------------------
 * ``OMP_WAIT_POLICY=PASSIVE``. An OpenMP worker that has finished its share of a parallel region
-  spins, burning its core, while it waits for the next one. Alone that saves a wake-up; next to
-  another busy process the spinning threads take the cores the other one's threads need, and
-  both crawl. Two identical `genae train vae` jobs on a 2-core machine together reached 0.09x
-  (another time 0.59x) the samples/s of one job alone; with PASSIVE waiting, MEASURED_PAIR.
-  Solo speed: MEASURED_SOLO. libgomp reads the variable once, when torch loads it, so it must
-  be in the environment before ``import torch``: hence `genae/__init__.py` is lazy and
-  `genae.cli.main` calls `start_process` first.
-* Intra-op threads: torch's own default (one per core) for a single process: fewer would slow a
-  job that runs alone. Ranks on one host (``LOCAL_WORLD_SIZE`` > 1) divide that default between
-  them, so N ranks do not run N x cores threads. torchrun itself exports ``OMP_NUM_THREADS=1``
-  to each rank when it starts several and the user has not set it; genae cannot tell that from
-  a user's own value, so it is left alone, and ``--threads N`` gives the ranks more.
-  ``--threads N`` (anywhere on the command line) or ``GENAE_THREADS=N`` sets the count
-  explicitly, per process.
+  spins, burning its core, while it waits for the next one (libgomp: ~300,000 spins). Alone that
+  saves a wake-up per op; beside another busy process the spinning threads hold the cores that
+  the other one's threads wait for at every barrier, and both crawl. PASSIVE workers sleep.
+  libgomp reads the variable once, when torch loads it, so it must be in the environment before
+  ``import torch``: hence `genae/__init__.py` is lazy and `genae.cli.main` calls
+  `start_process` first. Measured with benchmarks/corun.py (two 2-epoch Fashion-MNIST
+  `genae train vae` jobs at once vs one alone) on a 2-vCPU VM that other work shared, so noisy:
+    - torch's default waiting: both jobs together 0.30-0.41x one job's samples/s (the issue saw
+      0.09-0.59x); a job alone 17,700-18,800 samples/s on a quiet machine, but 1,100 while
+      other processes were busy.
+    - PASSIVE: 0.80-2.17x (median ~1.9x; 8,800-21,900 samples/s together); alone 10,000-11,000
+      samples/s, quiet or busy. So a lone job on an idle machine is ~45% slower here: each
+      parallel op waits for a sleeping worker to wake, which is slow on this VM.
+    - Shorter spinning (GOMP_SPINCOUNT): 30,000 and 10,000 spins keep solo speed (18,200 and
+      17,500) but pairs still collapse (0.16x, 0.38x); 1,000 spins: alone 13,500.
+    - One thread per job (GENAE_THREADS=1): alone 12,400 on a quiet machine, pairs fine
+      (22,800 together); but it would forfeit every other core on a bigger machine.
+* Intra-op threads: torch's own default (one per core) for a single process, so that a job
+  alone uses a bigger machine's cores (on this 2-vCPU VM one thread would in fact be faster
+  than two PASSIVE ones). Ranks on one host (``LOCAL_WORLD_SIZE`` > 1) divide that default
+  between them, so N ranks do not run N x cores threads. torchrun itself exports
+  ``OMP_NUM_THREADS=1`` to each rank when it starts several and the user has not set it; genae
+  cannot tell that from a user's own value, so it is left alone, and ``--threads N`` gives the
+  ranks more. ``--threads N`` (anywhere on the command line) or ``GENAE_THREADS=N`` sets the
+  count explicitly, per process.
 * Flush denormals (``torch.set_flush_denormal(True)``) for the whole process, set before torch
   starts its worker threads, so they inherit it. `flushing_denormals` says why, and what the
   Python API does instead.
 
-A setting the user exported always wins: ``OMP_WAIT_POLICY`` is only set when absent, and an
-exported ``OMP_NUM_THREADS`` is left to torch. ``--threads`` and ``GENAE_THREADS`` are genae's own
-and win over ``OMP_NUM_THREADS``. ``GENAE_THREADS=off`` makes genae set none of the thread
-settings (benchmarks/corun.py --baseline uses it). ``GENAE_KEEP_DENORMALS=1`` keeps denormals.
-``GENAE_SHOW_RUNTIME=1`` prints the settings in effect to stderr (for tests and bug reports).
+A setting the user exported always wins: the waiting is only set when neither
+``OMP_WAIT_POLICY`` nor ``GOMP_SPINCOUNT`` is, and an exported ``OMP_NUM_THREADS`` is left to
+torch. ``--threads`` and ``GENAE_THREADS`` are genae's own and win over ``OMP_NUM_THREADS``.
+``GENAE_THREADS=off`` makes genae set none of the thread settings (benchmarks/corun.py
+--baseline uses it). ``GENAE_KEEP_DENORMALS=1`` keeps denormals. ``GENAE_SHOW_RUNTIME=1`` prints
+the settings in effect to stderr (for tests and bug reports).
 """
 
 from __future__ import annotations
@@ -46,7 +58,11 @@ THREADS_VARIABLE = "GENAE_THREADS"
 THREADS_OFF = "off"
 KEEP_DENORMALS_VARIABLE = "GENAE_KEEP_DENORMALS"
 SHOW_VARIABLE = "GENAE_SHOW_RUNTIME"
-WAIT_POLICY = "PASSIVE"
+# How idle OpenMP workers wait; exported when the user has set none of WAITING_VARIABLES (in
+# libgomp GOMP_SPINCOUNT overrides OMP_WAIT_POLICY, so setting one beside the user's other would
+# override the user).
+WAITING = {"OMP_WAIT_POLICY": "PASSIVE"}
+WAITING_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 
 _OMP_PAUSE_HARD = 2  # omp_pause_hard: the runtime frees its threads
 # The smallest normal float32; half of it is subnormal, so it reads as 0 while flushing is on.
@@ -59,7 +75,7 @@ class ThreadSettings:
 
     threads: int | None  # intra-op threads to use; None: torch's default (or OMP_NUM_THREADS)
     ranks_per_host: int  # torch's default is divided by this when `threads` is None
-    wait_policy: str | None  # put into OMP_WAIT_POLICY; None: genae leaves it alone
+    set_waiting: bool  # export WAITING, unless the user has set one of WAITING_VARIABLES
     source: str  # where the thread count comes from, for GENAE_SHOW_RUNTIME
 
 
@@ -94,19 +110,19 @@ def choose_threads(argv: Sequence[str], environ: MutableMapping[str, str]) -> Th
     variable = environ.get(THREADS_VARIABLE, "").strip()
     if option is not None:
         threads = _positive_int(option, THREADS_OPTION, "a positive integer")
-        return ThreadSettings(threads, 1, WAIT_POLICY, THREADS_OPTION)
+        return ThreadSettings(threads, 1, True, THREADS_OPTION)
     if variable.lower() == THREADS_OFF:
-        return ThreadSettings(None, 1, None, f"{THREADS_VARIABLE}={THREADS_OFF}")
+        return ThreadSettings(None, 1, False, f"{THREADS_VARIABLE}={THREADS_OFF}")
     if variable:
         expected = f"a positive integer or '{THREADS_OFF}'"
         threads = _positive_int(variable, THREADS_VARIABLE, expected)
-        return ThreadSettings(threads, 1, WAIT_POLICY, THREADS_VARIABLE)
+        return ThreadSettings(threads, 1, True, THREADS_VARIABLE)
     if environ.get("OMP_NUM_THREADS"):
-        return ThreadSettings(None, 1, WAIT_POLICY, "OMP_NUM_THREADS")
+        return ThreadSettings(None, 1, True, "OMP_NUM_THREADS")
     ranks = environ.get("LOCAL_WORLD_SIZE", "1")
     ranks_per_host = _positive_int(ranks, "LOCAL_WORLD_SIZE", "a positive integer")
     source = "default" if ranks_per_host == 1 else f"default / LOCAL_WORLD_SIZE={ranks_per_host}"
-    return ThreadSettings(None, ranks_per_host, WAIT_POLICY, source)
+    return ThreadSettings(None, ranks_per_host, True, source)
 
 
 def configure_environment(
@@ -114,8 +130,8 @@ def configure_environment(
 ) -> ThreadSettings:
     """Put genae's OpenMP settings into `environ`; only takes effect before torch is imported."""
     settings = choose_threads(argv, environ)
-    if settings.wait_policy is not None:
-        environ.setdefault("OMP_WAIT_POLICY", settings.wait_policy)
+    if settings.set_waiting and not any(name in environ for name in WAITING_VARIABLES):
+        environ.update(WAITING)
     if settings.threads is not None:
         # Explicitly asked for, so it replaces an exported value; MKL reads OMP_NUM_THREADS too.
         environ["OMP_NUM_THREADS"] = str(settings.threads)
@@ -148,8 +164,8 @@ def describe(settings: ThreadSettings) -> str:
 
     return (
         f"genae runtime: threads {torch.get_num_threads()} ({settings.source}), "
-        f"OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
-        f"flush_denormal {denormals_flushed()}"
+        + "".join(f"{name} {os.environ.get(name, 'unset')}, " for name in WAITING_VARIABLES)
+        + f"flush_denormal {denormals_flushed()}"
     )
 
 

@@ -1,14 +1,16 @@
 """How much class information do an M1 VAE's codes hold? An upper bound for M1+M2.
 
 Trains the M2 classifier's network (one softplus layer of 500) on samples of q(z1|x) from a
-finished `vae` run with ALL training labels, and prints its test accuracy per epoch, with the
-number of active latent units (posterior-mean variance over the data above 0.01). M1+M2 with a
-few labels cannot be expected to beat this.
+finished `vae` run with ALL training labels, and prints its accuracy on the run's validation
+split per epoch (the test split stays sealed), with the number of active latent units
+(posterior-mean variance over the data above 0.01). M1+M2 with a few labels cannot be expected
+to beat this.
 
     python scripts/m1_code_probe.py RUN_DIR/m1 [--epochs 10]
 
 Measured on the M1 of `genae train m1m2 --dataset fashion-mnist --labels 100 --binarize
---m1-epochs 30 ...` (seed 0): 7 active units of 50, test accuracy 0.79 after 10 epochs.
+--m1-epochs 30 ...` (seed 0), before runs had a validation split: 7 active units of 50,
+test accuracy 0.79 after 10 epochs.
 """
 
 from __future__ import annotations
@@ -48,9 +50,11 @@ def main() -> None:
     train_config = rundir.train_config_of(config)
     m1 = rundir.load(args.run_dir, "cpu").eval()
     examples = training_data(resolve_data(train_config), train_config, m1)
-    train, test = on_device(examples, train_config)
+    train, val = on_device(examples, train_config)
+    if val is None:
+        raise SystemExit(f"{args.run_dir}: the run has no validation split (val_size 0)")
     mean, log_var, labels = codes(m1, train)
-    test_mean, _, test_labels = codes(m1, test)
+    val_mean, _, val_labels = codes(m1, val)
     active = int((mean.var(0) > 0.01).sum())
     print(f"active units {active} of {mean.shape[1]}")
 
@@ -65,8 +69,8 @@ def main() -> None:
             loss.backward()
             optimizer.step()
         with torch.no_grad():
-            accuracy = (classifier(test_mean).argmax(-1) == test_labels).float().mean().item()
-        print(f"epoch {epoch} test accuracy (all labels, M1 codes) {accuracy:.4f}")
+            accuracy = (classifier(val_mean).argmax(-1) == val_labels).float().mean().item()
+        print(f"epoch {epoch} validation accuracy (all labels, M1 codes) {accuracy:.4f}")
 
 
 if __name__ == "__main__":

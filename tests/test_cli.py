@@ -24,7 +24,8 @@ import pytest
 import torch
 from PIL import Image
 
-from genae.cli import THREADS_HELP, main, model_summary
+from genae.cli import main
+from genae.commands import THREADS_HELP, model_summary
 from genae.config import TrainConfig, field_types
 from genae.data.download import IDX_FILES
 from genae.data.idx import write_idx
@@ -43,7 +44,7 @@ TINY = (
     "2",
     "--no-progress",
 )
-METRIC_KEYS = {"epoch", "neg_elbo", "recon_mse", "kl"}
+METRIC_KEYS = {"epoch", "val_neg_elbo", "val_recon_mse", "val_kl"}
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -566,8 +567,8 @@ def test_train_writes_a_complete_run_dir(vae_run: TrainedRun) -> None:
     assert [m["epoch"] for m in history] == [1, 2]
     for record in history:
         assert set(record) >= METRIC_KEYS, record
-        assert all(math.isfinite(record[k]) for k in ("neg_elbo", "recon_mse", "kl"))
-        assert record["kl"] >= 0 and record["recon_mse"] >= 0
+        assert all(math.isfinite(record[k]) for k in ("val_neg_elbo", "val_recon_mse", "val_kl"))
+        assert record["val_kl"] >= 0 and record["val_recon_mse"] >= 0
     # Snapshots at the configured epochs (1, 5, 10) that were reached, and at the last epoch.
     samples = sorted(p.name for p in (run / "samples").iterdir())
     assert samples == ["epoch_001.png", "epoch_002.png"]
@@ -580,7 +581,8 @@ def test_train_writes_a_complete_run_dir(vae_run: TrainedRun) -> None:
     assert config["train"]["dataset"] == "digits" and config["train"]["epochs"] == 2
     assert config["train"]["progress"] is False
     assert config["data_spec"]["shape"] == [1, 8, 8]
-    assert "finished vae" in vae_run.out and f"{history[-1]['neg_elbo']:.4f}" in vae_run.out
+    assert "finished vae" in vae_run.out
+    assert f"test neg_elbo {history[-1]['test_neg_elbo']:.4f}" in vae_run.out
 
 
 def test_evaluate_json_matches_the_last_epoch(capsys, vae_run: TrainedRun) -> None:
@@ -592,8 +594,8 @@ def test_evaluate_json_matches_the_last_epoch(capsys, vae_run: TrainedRun) -> No
     assert report["model"] == "vae" and report["dataset"] == "digits"
     assert report["split"] == "test" and report["examples"] == 297
     last = read_metrics(vae_run.path)[-1]
-    for key in ("neg_elbo", "recon_mse", "kl"):
-        assert report[key] == pytest.approx(last[key], rel=1e-6), key
+    for key in ("neg_elbo", "recon_mse", "kl"):  # the run's own final read of the test split
+        assert report[key] == pytest.approx(last[f"test_{key}"], rel=1e-6), key
 
 
 def test_evaluate_prints_an_aligned_table(capsys, vae_run: TrainedRun) -> None:
@@ -649,9 +651,11 @@ def test_cvae_sample_with_label(capsys, cvae_run: TrainedRun, tmp_path: Path) ->
     assert (
         cli(capsys, "sample", cvae_run.path, "--label", "4", "--n", "16", "--out", four).code == 0
     )
-    assert _pixels(three).shape[::-1] == grid_size(16, 8)
+    width, height = grid_size(16, 8)
+    assert _pixels(three).shape[0] == height
+    assert _pixels(three).shape[1] > width  # the class name on the left of each row
     # Same seed, same noise: only the label differs, and it must change the images.
-    assert not np.array_equal(_pixels(three), _pixels(four))
+    assert not np.array_equal(_pixels(three)[:, -width:], _pixels(four)[:, -width:])
 
 
 def test_cvae_default_grid_has_one_row_per_class(
@@ -659,8 +663,11 @@ def test_cvae_default_grid_has_one_row_per_class(
 ) -> None:
     out = tmp_path / "grid.png"
     assert cli(capsys, "sample", cvae_run.path, "--out", out).code == 0
-    pixels = _pixels(out)
-    assert pixels.shape[::-1] == grid_size(100, 10)  # 10 classes x 10 columns
+    labelled = _pixels(out)
+    width, height = grid_size(100, 10)  # 10 classes x 10 columns
+    assert labelled.shape[0] == height and labelled.shape[1] > width
+    pixels = labelled[:, -width:]  # the grid, right of the class names
+    assert (labelled[:, :-width] < 128).any(), "no class names drawn"
     # Scale 2: 4-pixel white padding every 20 pixels, exactly 10 rows and 10 columns of cells.
     stride, pad = 2 * (8 + 2), 2 * 2
     for k in range(11):
@@ -671,7 +678,7 @@ def test_cvae_default_grid_has_one_row_per_class(
     first_row, second_row = pixels[pad : pad + 16], pixels[stride + pad : stride + pad + 16]
     assert not np.array_equal(first_row, second_row)
     snapshot_png = cvae_run.path / "samples" / "epoch_002.png"
-    assert _pixels(snapshot_png).shape == pixels.shape
+    assert _pixels(snapshot_png).shape == labelled.shape
 
 
 def test_resume_continues_a_finished_run(capsys, vae_run: TrainedRun, tmp_path: Path) -> None:
@@ -697,9 +704,14 @@ def test_resume_continues_a_finished_run(capsys, vae_run: TrainedRun, tmp_path: 
     assert result.code == 0, result.err
     after = (run / "metrics.jsonl").read_text().splitlines()
     assert len(after) == 3
-    assert after[:2] == before
-    assert json.loads(after[2])["epoch"] == 3
-    assert json.loads(after[2])["step"] == 3 * 15  # 1500 examples / batch 100, per epoch
+    assert after[0] == before[0]
+    # epoch 2 stays, but its test_* values (the shorter run's final read) go: the longer run
+    # reads the test split once, after its own last epoch
+    untested = {k: v for k, v in json.loads(before[1]).items() if not k.startswith("test_")}
+    assert json.loads(after[1]) == untested
+    assert json.loads(after[2])["epoch"] == 3 and "test_neg_elbo" in json.loads(after[2])
+    # 1350 examples (150 of the 1500 validate) / batch 100: 14 steps per epoch
+    assert json.loads(after[2])["step"] == 3 * 14
     assert (run / "model.safetensors").read_bytes() != weights_before
     assert read_config(run)["train"]["epochs"] == 3
     assert (run / "samples" / "epoch_003.png").is_file()
@@ -781,8 +793,8 @@ def test_toml_config_is_applied_and_flags_override_it(capsys, tmp_path: Path) ->
     assert model["hidden"] == [16, 8] and model["activation"] == "tanh"
     # Overridden on the command line:
     assert train["lr"] == 0.005 and model["latent_dim"] == 2
-    # And actually used: 1500 examples in batches of 50 is 30 steps.
-    assert [(m["epoch"], m["step"]) for m in read_metrics(run)] == [(1, 30)]
+    # And actually used: 1350 examples (150 of the 1500 validate) in batches of 50: 27 steps.
+    assert [(m["epoch"], m["step"]) for m in read_metrics(run)] == [(1, 27)]
 
 
 def test_train_and_evaluate_from_a_data_dir(capsys, tmp_path: Path) -> None:
@@ -818,7 +830,7 @@ def test_train_and_evaluate_from_a_data_dir(capsys, tmp_path: Path) -> None:
 
     report = json.loads(cli(capsys, "evaluate", run, "--json").out)
     assert report["dataset"] == "fashion-mnist" and report["examples"] == 10
-    assert report["neg_elbo"] == pytest.approx(read_metrics(run)[-1]["neg_elbo"], rel=1e-6)
+    assert report["neg_elbo"] == pytest.approx(read_metrics(run)[-1]["test_neg_elbo"], rel=1e-6)
     # --data-dir on evaluate replaces the run's data directory.
     report = json.loads(cli(capsys, "evaluate", run, "--json", "--data-dir", other).out)
     assert report["examples"] == 5

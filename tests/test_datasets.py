@@ -168,10 +168,10 @@ def test_load_from_data_dir(tmp_path: Path, nested: bool) -> None:
     assert ds.class_names == tuple("0123456789")
     assert ds.notes == ()
     assert ds.train.images.shape == (20, 1, 28, 28) and ds.train.images.dtype == torch.uint8
-    assert ds.test.images.shape == (10, 1, 28, 28)
+    assert ds.test.unseal().images.shape == (10, 1, 28, 28)
     assert ds.train.labels is not None and ds.train.labels.dtype == torch.int64
     np.testing.assert_array_equal(ds.train.images[:, 0].numpy(), fake.train_images)
-    np.testing.assert_array_equal(ds.test.labels.numpy(), fake.test_labels)
+    np.testing.assert_array_equal(ds.test.unseal().labels.numpy(), fake.test_labels)
     assert ds.spec.shape == (1, 28, 28) and ds.spec.num_classes == 10
 
 
@@ -407,12 +407,13 @@ def test_digits() -> None:
 
     ds = load_dataset("digits", download=False)
     assert ds.source == "embedded" and ds.class_names == tuple("0123456789")
-    assert ds.train.images.shape == (1500, 1, 8, 8) and ds.test.images.shape == (297, 1, 8, 8)
+    test = ds.test.unseal()
+    assert ds.train.images.shape == (1500, 1, 8, 8) and test.images.shape == (297, 1, 8, 8)
     assert ds.train.images.dtype == torch.uint8
-    both = torch.cat([ds.train.images, ds.test.images])
+    both = torch.cat([ds.train.images, ds.test.unseal().images])
     assert int(both.min()) == 0 and int(both.max()) == 255
     assert ds.train.labels.dtype == torch.int64
-    labels = torch.cat([ds.train.labels, ds.test.labels]).numpy()
+    labels = torch.cat([ds.train.labels, ds.test.unseal().labels]).numpy()
     np.testing.assert_array_equal(np.bincount(labels), np.bincount(load_digits().target))
     # Pixel values: v in 0..16 maps to round(v * 255 / 16), so the sum is preserved up to that.
     expected = np.round(load_digits().images * 255 / 16).sum()
@@ -421,7 +422,7 @@ def test_digits() -> None:
 
     again = load_dataset("digits")
     assert torch.equal(again.train.images, ds.train.images)
-    assert torch.equal(again.test.labels, ds.test.labels)
+    assert torch.equal(again.test.unseal().labels, ds.test.unseal().labels)
 
 
 # --- from_arrays ------------------------------------------------------------------------------
@@ -433,26 +434,26 @@ def test_from_arrays_uint8_with_seeded_split() -> None:
     labels = np.arange(50) % 5
     ds = from_arrays(images, labels, test_fraction=0.2, seed=3)
     assert ds.source == "arrays" and ds.name == "arrays"
-    assert ds.train.images.shape == (40, 1, 4, 4) and ds.test.images.shape == (10, 1, 4, 4)
+    assert ds.train.images.shape == (40, 1, 4, 4) and ds.test.unseal().images.shape == (10, 1, 4, 4)
     assert ds.train.labels.dtype == torch.int64
     # The split is a partition of the input, image/label pairs stay together, and it is seeded.
-    ids = torch.cat([ds.train.images[:, 0, 0, 0], ds.test.images[:, 0, 0, 0]])
+    ids = torch.cat([ds.train.images[:, 0, 0, 0], ds.test.unseal().images[:, 0, 0, 0]])
     assert sorted(ids.tolist()) == list(range(50))
-    for split in (ds.train, ds.test):
+    for split in (ds.train, ds.test.unseal()):
         assert torch.equal(split.labels, split.images[:, 0, 0, 0].long() % 5)
     same = from_arrays(images, labels, test_fraction=0.2, seed=3)
     other = from_arrays(images, labels, test_fraction=0.2, seed=4)
-    assert torch.equal(same.test.images, ds.test.images)
-    assert not torch.equal(other.test.images, ds.test.images)
+    assert torch.equal(same.test.unseal().images, ds.test.unseal().images)
+    assert not torch.equal(other.test.unseal().images, ds.test.unseal().images)
 
 
 def test_from_arrays_float_conversion_and_flat_input() -> None:
     flat = np.zeros((3, 64), dtype=np.float32)
     flat[:, 0] = [0.0, 0.5, 1.0]
     ds = from_arrays(flat, test_images=torch.from_numpy(flat[:1]))
-    assert ds.train.images.shape == (3, 1, 8, 8) and ds.test.images.shape == (1, 1, 8, 8)
+    assert ds.train.images.shape == (3, 1, 8, 8) and ds.test.unseal().images.shape == (1, 1, 8, 8)
     assert ds.train.images[:, 0, 0, 0].tolist() == [0, 128, 255]
-    assert ds.train.labels is None and ds.test.labels is None
+    assert ds.train.labels is None and ds.test.unseal().labels is None
     assert ds.spec.num_classes == 0
 
 
@@ -462,7 +463,7 @@ def test_from_arrays_channels_and_tensors() -> None:
     assert ds.train.images.shape == (10, 3, 5, 6)
     expected = torch.round(images.double() * 255).to(torch.uint8)
     assert torch.equal(ds.train.images, expected)
-    assert ds.test.labels.tolist() == [0, 1]
+    assert ds.test.unseal().labels.tolist() == [0, 1]
 
 
 def test_from_arrays_half_precision_tensor() -> None:
@@ -483,7 +484,7 @@ def test_from_arrays_attributes() -> None:
     )
     assert ds.train.labels.dtype == torch.float32
     assert ds.train.labels.tolist() == [[-1, 1], [1, -1], [1, 1], [-1, -1]]
-    assert ds.test.labels.tolist() == [[-1, 1]]
+    assert ds.test.unseal().labels.tolist() == [[-1, 1]]
     assert ds.spec.condition_dim == 2 and ds.spec.num_classes == 0
 
 
@@ -561,10 +562,10 @@ def test_real_fashion_mnist_from_system_package(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setitem(sources.SYSTEM_DIRS, "fashion-mnist", (REAL_FASHION,))
     ds = load_dataset("fashion-mnist", download=False)
     assert ds.source == str(REAL_FASHION)
-    assert len(ds.train) == 60000 and len(ds.test) == 10000
+    assert len(ds.train) == 60000 and len(ds.test.unseal()) == 10000
     assert ds.train.images.shape[1:] == (1, 28, 28)
     assert ds.train.labels.min() == 0 and ds.train.labels.max() == 9
     assert torch.bincount(ds.train.labels).tolist() == [6000] * 10
-    assert torch.bincount(ds.test.labels).tolist() == [1000] * 10
+    assert torch.bincount(ds.test.unseal().labels).tolist() == [1000] * 10
     assert int(ds.train.images.max()) == 255
     assert ds.spec.num_classes == 10 and ds.class_names[9] == "Ankle boot"

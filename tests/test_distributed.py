@@ -66,7 +66,7 @@ def test_two_ranks_match_one_process_with_the_same_global_batch(tmp_path):
     assert len(lines) == 2
     m1 = json.loads((tmp_path / "one" / "metrics.jsonl").read_text().splitlines()[-1])
     m2 = json.loads(lines[-1])
-    assert m2["neg_elbo"] == pytest.approx(m1["neg_elbo"], rel=1e-3)
+    assert m2["val_neg_elbo"] == pytest.approx(m1["val_neg_elbo"], rel=1e-3)
     assert m2["train_loss"] == pytest.approx(m1["train_loss"], rel=1e-3)
 
 

@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from genae.cli import main
+from genae.data.sources import load_dataset
 from genae.metrics import judge as judge_module
 
 
@@ -44,6 +45,9 @@ def assert_user_error(result: Result, *needles: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("genae: error:"), result.err
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
+
+
+SEEDS = [0, 1, 2, 3]  # vae-vs-cvae's
 
 
 def experiment_args(out) -> list:
@@ -82,16 +86,31 @@ def test_experiment_trains_the_judge_once_and_writes_runs_and_report(experiment)
     assert result.code == 0, result.err
     assert "training one" in result.err and f"wrote {out / 'report.html'}" in result.out
     for run in ("vae", "cvae"):
-        rows = (out / run / "metrics.jsonl").read_text().splitlines()
-        assert [json.loads(r)["epoch"] for r in rows] == [1, 2]
-        # the experiment's snapshots at 1, 5, 10, cut to the 2 epochs asked for
-        assert sorted(p.name for p in (out / run / "samples").iterdir()) == [
-            "epoch_001.png",
-            "epoch_002.png",
-        ]
+        for seed in SEEDS:
+            run_dir = out / run / f"seed-{seed}"
+            assert json.loads((run_dir / "config.json").read_text())["train"]["seed"] == seed
+            rows = (run_dir / "metrics.jsonl").read_text().splitlines()
+            assert [json.loads(r)["epoch"] for r in rows] == [1, 2]
+            # the experiment's snapshots at 1, 5, 10, cut to the 2 epochs asked for
+            assert sorted(p.name for p in (run_dir / "samples").iterdir()) == [
+                "epoch_001.png",
+                "epoch_002.png",
+            ]
     summary = json.loads((out / "experiment.json").read_text())
     assert summary["experiment"] == "vae-vs-cvae" and summary["dataset"] == "digits"
-    assert [c["ok"] is not None for c in summary["expectations"]] == [True, True]
+    assert summary["seeds"] == SEEDS
+    assert summary["runs"]["cvae"]["3"] == str(out / "cvae" / "seed-3")
+    claims = summary["expectations"]
+    assert [c["ok"] is not None for c in claims] == [True, True]
+    assert [(c["judged_on"], c["seeds"]) for c in claims] == [("mean", SEEDS)] * 2
+    page = (out / "report.html").read_text()
+    # the settings are those the runs used (--epochs 2), not the experiment file's 10
+    assert (
+        "Trained with 2 epochs, Adam (lr 0.001, batch 100), validation split 150, seeds 0, 1, 2, 3."
+        in page
+    )
+    assert "10 epochs" not in page
+    assert "<h2>Validation neg_elbo per epoch</h2>" in page
 
 
 def test_judge_is_cached_and_its_id_recorded(experiment, cache, capsys):
@@ -103,8 +122,12 @@ def test_judge_is_cached_and_its_id_recorded(experiment, cache, capsys):
     # a shared helper run: cache/runs/judge-<dataset>-<key of its recipe and data>
     assert judge.run_dir.parent == out.parent / "cache" / "runs"
     assert judge.run_dir.name.startswith("judge-digits-")
-    assert judge.test_accuracy >= judge_module.TARGET_ACCURACY["digits"]
-    evaluation = json.loads((out / "cvae" / "evaluation.json").read_text())
+    # judged on its validation split: the judge never sees the test split while it trains
+    assert judge.val_accuracy >= judge_module.TARGET_ACCURACY["digits"]
+    assert "test_accuracy" not in json.loads(
+        (judge.run_dir / "metrics.jsonl").read_text().splitlines()[-1]
+    )
+    evaluation = json.loads((out / "cvae" / "seed-0" / "evaluation.json").read_text())
     about = evaluation["computed_on"]["conditional_accuracy"]
     assert about["classifier"] == judge.id and about["samples"] == 10_000
     assert 0.0 <= evaluation["conditional_accuracy"] <= 1.0
@@ -112,12 +135,15 @@ def test_judge_is_cached_and_its_id_recorded(experiment, cache, capsys):
     assert len(about["reconstruction_judged_per_class"]) == 10
     # the judge is an ordinary run: genae evaluate works on it
     result = cli("evaluate", judge.run_dir, "--json")
-    assert json.loads(result.out)["accuracy"] == pytest.approx(judge.test_accuracy)
+    test = load_dataset("digits").test.unseal()
+    predicted = judge.predict(test.images.float() / 255)
+    test_accuracy = (predicted == test.labels).float().mean().item()
+    assert json.loads(result.out)["accuracy"] == pytest.approx(test_accuracy)
 
 
 def test_reconstruction_ceiling_of_a_perfect_reconstructor_is_the_judges_accuracy(cache):
     """A model whose reconstructions are the inputs themselves: the judge sees the real test
-    images, so the ceiling must equal the judge's own test accuracy, class by class."""
+    images, so the ceiling must equal the judge's own accuracy on them, class by class."""
     from genae.data.memory import TensorData
     from genae.data.sources import load_dataset
     from genae.metrics.classification import judged_reconstruction_accuracy
@@ -130,13 +156,13 @@ def test_reconstruction_ceiling_of_a_perfect_reconstructor_is_the_judges_accurac
         def reconstruct(self, x, y):
             return x
 
-    test = TensorData(load_dataset("digits").test)
+    test = TensorData(load_dataset("digits").test.unseal())
     judge = judge_module.domain_classifier("digits")
     overall, per_class = judged_reconstruction_accuracy(
         EvalContext(Identity(), test, "digits"), judge
     )
     predicted = judge.predict(test.batch(torch.arange(len(test))).x)
-    assert overall == pytest.approx(judge.test_accuracy)
+    assert overall == pytest.approx((predicted == test.labels).float().mean().item())
     for c in range(10):
         mask = test.labels == c
         assert per_class[c] == pytest.approx((predicted[mask] == c).float().mean().item(), abs=1e-4)
@@ -152,7 +178,7 @@ def test_relabel_accuracy_catches_a_generator_that_ignores_the_label(cache):
     from genae.metrics.registry import EvalContext
     from genae.models.base import Relabels
 
-    test = TensorData(load_dataset("digits").test)
+    test = TensorData(load_dataset("digits").test.unseal())
     everything = test.batch(torch.arange(len(test)))
     first_of_class = {c: everything.x[everything.y == c][:1] for c in range(10)}
 
@@ -177,15 +203,15 @@ def test_relabel_accuracy_catches_a_generator_that_ignores_the_label(cache):
 
 def test_experiment_rerun_reuses_finished_runs(experiment, cache):
     out, _ = experiment
-    before = (out / "vae" / "model.safetensors").read_bytes()
+    before = (out / "vae" / "seed-1" / "model.safetensors").read_bytes()
     result = cli(*experiment_args(out))
     assert result.code == 0, result.err
-    assert result.err.count("reusing") == 2 and "training one" not in result.err
-    assert (out / "vae" / "model.safetensors").read_bytes() == before
+    assert result.err.count("reusing") == 2 * len(SEEDS) and "training one" not in result.err
+    assert (out / "vae" / "seed-1" / "model.safetensors").read_bytes() == before
 
 
 def test_evaluate_with_registered_metrics(experiment, cache):
-    run = experiment[0] / "cvae"
+    run = experiment[0] / "cvae" / "seed-0"
     result = cli(
         "evaluate",
         run,
@@ -211,13 +237,13 @@ def test_evaluate_with_registered_metrics(experiment, cache):
 
 
 def test_evaluate_metric_errors_are_one_line(experiment, cache):
-    out = experiment[0]
-    assert_user_error(cli("evaluate", out / "vae", "--metrics", "fidd"), "fidd", "did you mean")
+    vae = experiment[0] / "vae" / "seed-0"
+    assert_user_error(cli("evaluate", vae, "--metrics", "fidd"), "fidd", "did you mean")
     assert_user_error(
-        cli("evaluate", out / "vae", "--metrics", "conditional_accuracy"), "not class-conditional"
+        cli("evaluate", vae, "--metrics", "conditional_accuracy"), "not class-conditional"
     )
     assert_user_error(
-        cli("evaluate", out / "vae", "--metrics", "iw_nll", "--iw-samples", "0"), "iw_samples"
+        cli("evaluate", vae, "--metrics", "iw_nll", "--iw-samples", "0"), "iw_samples"
     )
 
 
@@ -237,36 +263,222 @@ def test_experiment_errors(tmp_path, monkeypatch):
     assert not (tmp_path / "o").exists()
 
 
+def write_run(run_dir, seed, history, evaluation=None):
+    """A run directory written by hand: config.json, metrics.jsonl (and evaluation.json)."""
+    from genae.training import rundir
+
+    run_dir.mkdir(parents=True)
+    train = {"dataset": "digits", "epochs": len(history), "seed": seed, "lr": 0.001}
+    train.update(batch_size=100, lr_schedule="constant", binarize=False, labels="all")
+    config = {"run_format": rundir.RUN_FORMAT, "model": "vae", "model_config": {}}
+    config.update(train=train, data_spec={"shape": [1, 8, 8], "num_classes": 10})
+    (run_dir / "config.json").write_text(json.dumps(config))
+    rows = [dict(epoch=i + 1, **row) for i, row in enumerate(history)]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if evaluation is not None:
+        (run_dir / "evaluation.json").write_text(json.dumps(evaluation))
+    return run_dir
+
+
 def test_claims_compare_runs_bound_values_and_beat_a_baseline_of_the_same_run(tmp_path):
+    """One seed: final claims read the last row's test_* values (evaluation.json over them),
+    epoch claims that epoch's val_* values."""
     from genae.claims import Claim, check_claims
-    from genae.report import RunInfo
+    from genae.report import read_run
 
-    def run(name, *history):
-        config = {"model": "m", "train": {"dataset": "d"}}
-        return RunInfo(
-            name, tmp_path, config, [dict(epoch=i + 1, **h) for i, h in enumerate(history)]
-        )
-
-    runs = {
-        "a": run(
-            "a", {"loss": 3.0, "acc": 0.5, "kmeans": 0.6}, {"loss": 1.0, "acc": 0.7, "kmeans": 0.6}
-        ),
-        "b": run("b", {"loss": 2.0, "acc": 0.4}, {"loss": 0.5, "acc": 0.8}),
-    }
+    a = write_run(
+        tmp_path / "a",
+        0,
+        [{"val_loss": 3.0}, {"val_loss": 9.0, "test_loss": 1.0, "test_acc": 0.7, "loss": 0.1}],
+        evaluation={"examples": 5, "kmeans": 0.6},
+    )
+    b = write_run(tmp_path / "b", 0, [{"val_loss": 2.0}, {"test_loss": 0.5, "test_acc": 0.8}])
+    runs = {"a": [read_run(a)], "b": [read_run(b)]}
     claims = [
-        {"metric": "loss", "epoch": 1, "lower": "b", "than": "a"},  # 2.0 < 3.0
-        {"metric": "loss", "lower": "a", "than": "b"},  # final: 1.0 < 0.5 is false
+        {"metric": "loss", "epoch": 1, "lower": "b", "than": "a"},  # val 2.0 < 3.0
+        {"metric": "loss", "lower": "a", "than": "b"},  # test 1.0 < 0.5 is false
         {"run": "b", "metric": "acc", "at_least": 0.8},
         {"run": "a", "metric": "acc", "at_least": 0.75},
-        {"run": "a", "metric": "acc", "exceeds": "kmeans"},  # final 0.7 > 0.6
+        {"run": "a", "metric": "acc", "exceeds": "kmeans"},  # test 0.7 > 0.6 (evaluation.json)
         {"run": "b", "metric": "acc", "exceeds": "kmeans"},  # b has no k-means: unchecked
         {"run": "gone", "metric": "acc", "at_most": 1.0},
     ]
     claims = [Claim.parse(entry, "test") for entry in claims]
-    outcome = [o.ok for o in check_claims(claims, runs)]
-    assert outcome == [True, False, True, False, True, None, None]
-    detail = claims[4].check(runs).detail
-    assert "0.7000" in detail and "0.6000" in detail
+    outcomes = check_claims(claims, runs)
+    assert [o.ok for o in outcomes] == [True, False, True, False, True, None, None]
+    assert outcomes[0].detail == "validation loss at epoch 1: b 2.0000; a 3.0000"
+    assert outcomes[4].detail == "a: test acc 0.7000; kmeans 0.6000"
+    assert outcomes[4].seeds == (0,) and outcomes[4].judged_on == "mean"
+
+
+def seeded_runs(root):
+    """Two runs of three seeds each, with final test values whose means and sds are known:
+    a: acc 0.70, 0.80, 0.90 (mean 0.8, sd 0.1); b: acc 0.75, 0.76, 0.77 (mean 0.76, sd 0.01)."""
+    for name, values in {"a": (0.70, 0.80, 0.90), "b": (0.75, 0.76, 0.77)}.items():
+        for seed, acc in zip((0, 1, 2), values):
+            history = [{"val_acc": acc - 0.1}, {"val_acc": acc, "test_acc": acc}]
+            write_run(root / name / f"seed-{seed}", seed, history)
+    return [root / "a", root / "b"]
+
+
+@pytest.mark.parametrize(
+    ("judged_on", "ok", "per_seed"),
+    [("mean", True, []), ("every_seed", False, [(0, False), (1, True), (2, True)])],
+)
+def test_claims_across_seeds_are_judged_on_the_mean_or_on_every_seed(
+    tmp_path, judged_on, ok, per_seed
+):
+    from genae.claims import Claim
+    from genae.report import build_report
+
+    claims = [
+        Claim.parse(
+            {"text": "a beats b", "metric": "acc", "lower": "b", "than": "a", "judged_on": j},
+            "test",
+        )
+        for j in (judged_on,)
+    ] + [Claim.parse({"run": "a", "metric": "acc", "at_least": 0.75, "judged_on": judged_on}, "t")]
+    page = tmp_path / "report.html"
+    outcomes = build_report(seeded_runs(tmp_path), page, claims=claims)
+    # mean: 0.76 < 0.80 holds; every seed: seed 0 has 0.75 < 0.70, false
+    assert outcomes[0].ok is ok and outcomes[0].judged_on == judged_on
+    assert [(s, o) for s, o in outcomes[0].per_seed] == per_seed
+    assert outcomes[0].seeds == (0, 1, 2)
+    assert outcomes[0].detail.startswith(
+        "test acc: b mean 0.7600 ± 0.0100 (0.7500, 0.7600, 0.7700); "
+        "a mean 0.8000 ± 0.1000 (0.7000, 0.8000, 0.9000)"
+    )
+    # a's acc: mean 0.8 >= 0.75 holds; seed 0 (0.70) does not
+    assert outcomes[1].ok is (judged_on == "mean")
+    assert outcomes[0].to_json()["per_seed"] == [{"seed": s, "ok": o} for s, o in per_seed]
+    text = page.read_text()
+    judged = "mean over 3 seeds" if judged_on == "mean" else "every seed (3)"
+    assert f"<td>{judged}</td>" in text
+    if judged_on == "every_seed":
+        assert "seed 0 ✘, seed 1 ✔, seed 2 ✔" in text and "fails for seed 0" in text
+
+
+def test_report_shows_each_final_metric_as_mean_and_sd_over_seeds(tmp_path):
+    from genae.report import build_report
+
+    page = tmp_path / "report.html"
+    build_report(seeded_runs(tmp_path), page)
+    text = page.read_text()
+    assert "0.8000 ± 0.1000 <span class='seeds'>(0.7000, 0.8000, 0.9000)</span>" in text
+    assert "0.7600 ± 0.0100 <span class='seeds'>(0.7500, 0.7600, 0.7700)</span>" in text
+    assert '<td class="num">0, 1, 2</td>' in text  # the seeds column
+    assert "Trained with 2 epochs, Adam (lr 0.001, batch 100), seeds 0, 1, 2." in text
+    # the per-epoch table is the validation curve, averaged over the seeds: a epoch 1 is 0.7
+    assert "<h2>Validation acc per epoch</h2>" not in text  # acc is not a curve metric
+    # one seed: the value alone
+    one = tmp_path / "one.html"
+    build_report([tmp_path / "a" / "seed-1"], one)
+    assert ">0.8000<" in one.read_text() and "±" not in one.read_text()
+
+
+def test_tiny_experiment_runs_every_seed_reuses_and_resumes(tmp_path, monkeypatch):
+    """A 2-seed experiment on digits through run_experiment: a run directory per seed, the
+    report's mean ± sd from the seeds' own metrics.jsonl, claims of both kinds, then a rerun
+    that reuses both seeds and a longer one that resumes both."""
+    import statistics
+
+    from genae import experiments
+
+    (tmp_path / "tiny.toml").write_text(
+        """name = "tiny"
+version = 1
+title = "tiny"
+description = "A VAE and a CVAE."
+dataset = "digits"
+seeds = [0, 1]
+
+[train]
+epochs = 1
+batch_size = 100
+snapshot_epochs = [1]
+
+[[runs]]
+name = "vae"
+model = "vae"
+model_config = { hidden = [32], latent_dim = 2 }
+
+[[runs]]
+name = "cvae"
+model = "cvae"
+model_config = { hidden = [32], latent_dim = 2 }
+
+[[expect]]
+text = "the CVAE fits better, on the mean"
+metric = "neg_elbo"
+lower = "cvae"
+than = "vae"
+
+[[expect]]
+text = "the CVAE fits better, seed by seed"
+judged_on = "every_seed"
+metric = "neg_elbo"
+lower = "cvae"
+than = "vae"
+"""
+    )
+    monkeypatch.setattr(experiments, "EXPERIMENTS_DIR", tmp_path)
+    out = tmp_path / "out"
+    report = experiments.run_experiment("tiny", out, progress=False)
+    finals = {}
+    for run in ("vae", "cvae"):
+        finals[run] = []
+        for seed in (0, 1):
+            rows = (out / run / f"seed-{seed}" / "metrics.jsonl").read_text().splitlines()
+            last = json.loads(rows[-1])
+            finals[run].append(last["test_neg_elbo"])
+    text = report.read_text()
+    for values in finals.values():
+        mean, sd = statistics.fmean(values), statistics.stdev(values)
+        each = ", ".join(f"{v:.2f}" for v in values)  # nats: 2 decimals for mean, sd and each
+        assert f"{mean:.2f} ± {sd:.2f} <span class='seeds'>({each})</span>" in text
+    summary = json.loads((out / "experiment.json").read_text())
+    on_mean, on_every = summary["expectations"]
+    assert on_mean["judged_on"] == "mean" and on_mean["per_seed"] == []
+    assert on_mean["ok"] == (statistics.fmean(finals["cvae"]) < statistics.fmean(finals["vae"]))
+    assert on_every["judged_on"] == "every_seed"
+    expected = [{"seed": s, "ok": finals["cvae"][s] < finals["vae"][s]} for s in (0, 1)]
+    assert on_every["per_seed"] == expected
+    assert on_every["ok"] == all(e["ok"] for e in expected)
+    assert (
+        "Trained with 1 epoch, Adam (lr 0.001, batch 100), validation split 150, seeds 0, 1."
+        in text
+    )
+
+    with redirect_stderr(io.StringIO()) as err:
+        experiments.run_experiment("tiny", out, progress=False)
+    assert err.getvalue().count("reusing") == 4
+    with redirect_stderr(io.StringIO()) as err:
+        experiments.run_experiment("tiny", out, progress=False, epochs=2)
+    assert err.getvalue().count("resuming") == 4
+    for run in ("vae", "cvae"):
+        for seed in (0, 1):
+            rows = (out / run / f"seed-{seed}" / "metrics.jsonl").read_text().splitlines()
+            assert [json.loads(r)["epoch"] for r in rows] == [1, 2]
+    assert "Trained with 2 epochs" in report.read_text()
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("seeds = []\n", "'seeds': expected a non-empty list of distinct integers >= 0"),
+        ("seeds = [0, 0]\n", "'seeds': expected a non-empty list"),
+        ('seeds = "0"\n', "'seeds': expected a non-empty list"),
+        ("[train]\nseed = 1\n", "[train]: 'seed': set the top-level 'seeds = [...]' instead"),
+    ],
+)
+def test_experiment_seeds_are_checked_when_loaded(tmp_path, monkeypatch, toml, message):
+    from genae import experiments
+    from genae.errors import ConfigError
+
+    (tmp_path / "e.toml").write_text(f'name = "e"\n{toml}[[runs]]\nname = "x"\nmodel = "vae"\n')
+    monkeypatch.setattr(experiments, "EXPERIMENTS_DIR", tmp_path)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        experiments.load_experiment("e")
 
 
 @pytest.mark.parametrize(
@@ -277,6 +489,10 @@ def test_claims_compare_runs_bound_values_and_beat_a_baseline_of_the_same_run(tm
         ('metric = "acc"\nlower = "x"\nthan = "z"', "names run 'z'"),
         ('metric = "acc"\nrun = "x"', "expected 'lower'/'than', 'exceeds'"),
         ('run = "x"\nat_least = 1', "expected a 'metric' name"),
+        (
+            'metric = "acc"\nrun = "x"\nat_least = 1\njudged_on = "median"',
+            "'judged_on': expected 'mean' or 'every_seed', got 'median'",
+        ),
     ],
 )
 def test_experiment_claims_are_checked_when_loaded(tmp_path, monkeypatch, claim, message):

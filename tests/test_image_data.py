@@ -48,7 +48,7 @@ def cache_files(tmp_path: Path) -> list[Path]:
 
 def test_celeba_official_layout_split_and_attributes(celeba, tmp_path):
     data = load_dataset("celeba", celeba, attributes=["Smiling", "Male"], image_size=16)
-    assert data.train.images.shape == (16, 3, 16, 16) and len(data.test) == 4
+    assert data.train.images.shape == (16, 3, 16, 16) and len(data.test.unseal()) == 4
     assert data.attribute_names == ("Smiling", "Male")
     assert data.spec.condition_dim == 2 and data.spec.num_classes == 0
     lines = (celeba / "list_attr_celeba.txt").read_text().splitlines()
@@ -121,5 +121,5 @@ def test_folder_of_grayscale_images_with_class_labels(tmp_path, monkeypatch):
     (folder / "labels.csv").write_text("\n".join(rows) + "\n")
     data = load_dataset("folder", folder, image_size=10)
     assert data.train.images.shape[1:] == (1, 10, 10)
-    assert len(data.train) + len(data.test) == 20 and data.class_names == ("cat", "dog")
+    assert len(data.train) + len(data.test.unseal()) == 20 and data.class_names == ("cat", "dog")
     assert data.spec.num_classes == 2

@@ -137,7 +137,7 @@ def test_labels_propagate_on_a_tiny_problem():
         },
         data=data,
     )
-    assert run.history[-1]["accuracy"] >= 0.95
+    assert run.history[-1]["val_accuracy"] >= 0.95
 
 
 def test_bad_label_budgets_are_clear_errors(digits):
@@ -169,7 +169,7 @@ def test_m1m2_trains_m1_then_m2_and_generates_images(digits, tmp_path):
     assert model.classifier[0].in_features == 6  # M2 works on M1's 6-d codes
     images = model.sample(4, torch.tensor([0, 1, 2, 3]))
     assert images.shape == (4, 1, 8, 8) and images.min() >= 0 and images.max() <= 1
-    assert 0 <= run.history[-1]["accuracy"] <= 1
+    assert 0 <= run.history[-1]["val_accuracy"] <= 1
     # M1 stays frozen: its weights equal the M1 run's
     from safetensors.torch import load_file
 
@@ -201,10 +201,11 @@ def test_unsupervised_m2_reports_clustering_accuracy(digits, tmp_path):
     quick = {"epochs": 2, "progress": False, "snapshot_epochs": [2], "labels": 0}
     run = fit("m2", model_config=SMALL, train_config=quick, data=digits, run_dir=tmp_path / "u")
     last = run.history[-1]
-    assert 0.1 <= last["clustering_accuracy"] <= 1
-    assert last["clustering_accuracy"] >= last["accuracy"] - 1e-9  # best mapping >= identity
+    assert 0.1 <= last["val_clustering_accuracy"] <= 1
+    # the best mapping does at least as well as the identity
+    assert last["val_clustering_accuracy"] >= last["val_accuracy"] - 1e-9
     assert "train_classification" not in last  # no labelled term was ever computed
     assert (tmp_path / "u" / "samples" / "epoch_002.png").exists()
-    assert last["accuracy_gain_over_baseline"] == pytest.approx(
-        last["accuracy"] - last["supervised_baseline_accuracy"], abs=1e-9
+    assert last["val_accuracy_gain_over_baseline"] == pytest.approx(
+        last["val_accuracy"] - last["val_supervised_baseline_accuracy"], abs=1e-9
     )

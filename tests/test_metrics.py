@@ -95,7 +95,7 @@ def test_iw_nll_is_below_neg_elbo_on_a_trained_run(name):
     digits = load_dataset("digits")
     cfg = {"epochs": 4, "batch_size": 100, "lr": 3e-3, "progress": False, "snapshot_epochs": []}
     run = fit(name, model_config={"hidden": [64], "latent_dim": 4}, train_config=cfg, data=digits)
-    test = TensorData(digits.test)
+    test = TensorData(digits.test.unseal())
     neg_elbo = evaluate(run.model, test, 1000, seed=0)["neg_elbo"]
     iw = importance_weighted_nll(run.model, test, 50).mean().item()
     assert iw < neg_elbo - 0.1, f"{name}: iw_nll {iw:.2f} vs neg_elbo {neg_elbo:.2f}"
@@ -105,7 +105,7 @@ def test_iw_nll_refuses_a_model_without_log_weights():
     digits = load_dataset("digits")
     model = build_model("classifier", {"block_channels": [4], "feature_width": 8}, digits.spec)
     with pytest.raises(ConfigError, match="iw_nll.*classifier"):
-        importance_weighted_nll(model, TensorData(digits.test), 10)
+        importance_weighted_nll(model, TensorData(digits.test.unseal()), 10)
 
 
 # --- Fréchet distance ----------------------------------------------------------------------
@@ -163,7 +163,7 @@ def test_log_weights_of_a_cvae_use_the_label():
     digits = load_dataset("digits")
     torch.manual_seed(0)
     model = build_model("cvae", {"hidden": [16], "latent_dim": 2}, digits.spec).eval()
-    batch = TensorData(digits.test).batch(torch.arange(4))
+    batch = TensorData(digits.test.unseal()).batch(torch.arange(4))
     torch.manual_seed(1)
     own = model.log_weights(batch, 3)
     batch.y = (batch.y + 1) % 10

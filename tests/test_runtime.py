@@ -16,7 +16,7 @@ import textwrap
 import pytest
 
 from genae.errors import ConfigError
-from genae.runtime import WAIT_POLICY, choose_threads, configure_environment
+from genae.runtime import WAITING, choose_threads, configure_environment
 
 # Flushing is probed per thread: with torch at 2 threads, a parallel op over 2**20 elements
 # gives the first half to the calling thread and the second half to an OpenMP worker. The input
@@ -67,7 +67,7 @@ def last_json(result: subprocess.CompletedProcess) -> dict:
 
 def test_default_is_torch_threads_with_passive_waiting():
     settings = choose_threads(["train", "vae"], {})
-    assert (settings.threads, settings.ranks_per_host, settings.wait_policy) == (None, 1, "PASSIVE")
+    assert (settings.threads, settings.ranks_per_host, settings.set_waiting) == (None, 1, True)
 
 
 @pytest.mark.parametrize(
@@ -99,7 +99,7 @@ def test_torchrun_ranks_on_one_host_divide_the_cores():
 def test_genae_threads_off_sets_nothing():
     environ = {"GENAE_THREADS": "off"}
     settings = configure_environment(["--", "x"], environ)
-    assert (settings.threads, settings.wait_policy) == (None, None)
+    assert (settings.threads, settings.set_waiting) == (None, False)
     assert environ == {"GENAE_THREADS": "off"}
 
 
@@ -109,7 +109,10 @@ def test_environment_user_values_win_and_threads_option_is_exported():
     assert environ == {"OMP_WAIT_POLICY": "ACTIVE", "OMP_NUM_THREADS": "2"}
     environ = {}
     configure_environment([], environ)
-    assert environ == {"OMP_WAIT_POLICY": WAIT_POLICY}
+    assert environ == WAITING
+    environ = {"GOMP_SPINCOUNT": "7"}
+    configure_environment([], environ)
+    assert environ == {"GOMP_SPINCOUNT": "7"}
 
 
 @pytest.mark.parametrize(

@@ -45,13 +45,13 @@ def assert_same_weights(a: dict, b: dict) -> None:
 
 def test_small_vae_learns(digits):
     run = fit("vae", model_config=TINY, train_config=train_cfg(epochs=15, lr=3e-3), data=digits)
-    first, last = run.history[0]["neg_elbo"], run.history[-1]["neg_elbo"]
-    assert last < first - 8, f"test neg_elbo went from {first:.1f} to {last:.1f}"
+    first, last = run.history[0]["val_neg_elbo"], run.history[-1]["val_neg_elbo"]
+    assert last < first - 8, f"validation neg_elbo went from {first:.1f} to {last:.1f}"
     torch.manual_seed(0)
     from genae.models.registry import build_model
 
     untrained = build_model("vae", TINY, digits.spec)
-    base = evaluate(untrained, TensorData(digits.test), 1000, seed=0)["neg_elbo"]
+    base = evaluate(untrained, TensorData(digits.test.unseal()), 1000, seed=0)["neg_elbo"]
     # An untrained Bernoulli decoder pays ~log 2 per pixel (64 pixels): far worse than trained.
     assert base > 40 and last < base - 15
 
@@ -79,11 +79,11 @@ def test_same_seed_same_weights_other_seed_differs(digits, tmp_path):
         run_dir=tmp_path / "c",
     )
     assert_same_weights(weights(tmp_path / "a"), weights(tmp_path / "b"))
-    assert a.history[0]["neg_elbo"] == b.history[0]["neg_elbo"]
+    assert a.history[0]["val_neg_elbo"] == b.history[0]["val_neg_elbo"]
     assert not torch.equal(
         weights(tmp_path / "a")["decoder.0.weight"], weights(tmp_path / "c")["decoder.0.weight"]
     )
-    assert c.history[0]["neg_elbo"] != a.history[0]["neg_elbo"]
+    assert c.history[0]["val_neg_elbo"] != a.history[0]["val_neg_elbo"]
 
 
 @pytest.mark.parametrize("lr_schedule", ["constant", "cosine"])
@@ -112,7 +112,7 @@ def test_resume_after_crash_mid_epoch_is_exact(digits, tmp_path, monkeypatch, lr
     full_metrics = [
         json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
     ]
-    assert [m["neg_elbo"] for m in resumed.history] == [m["neg_elbo"] for m in full_metrics]
+    assert [m["val_neg_elbo"] for m in resumed.history] == [m["val_neg_elbo"] for m in full_metrics]
 
 
 def test_resume_compares_only_the_options_given_and_keeps_an_explicit_default(digits, tmp_path):
@@ -154,15 +154,16 @@ def test_resume_compares_only_the_options_given_and_keeps_an_explicit_default(di
 
 
 def test_cosine_schedule_sets_each_steps_learning_rate(digits, tmp_path):
-    """digits: 1437 training images, batch 100 -> 15 steps an epoch, 45 in 3 epochs. The rate
-    of the last step (44) is lr * (1 + cos(pi * 44/45)) / 2; a constant run keeps lr."""
+    """digits: 1350 training images (150 of the 1500 validate), batch 100 -> 14 steps an epoch,
+    42 in 3 epochs. The rate of the last step (41) is lr * (1 + cos(pi * 41/42)) / 2; a
+    constant run keeps lr."""
     for schedule in ("cosine", "constant"):
         cfg = train_cfg(lr=2e-3, lr_schedule=schedule)
         fit("vae", model_config=TINY, train_config=cfg, data=digits, run_dir=tmp_path / schedule)
     _, meta = load_checkpoint(tmp_path / "cosine" / "checkpoint.safetensors")
     (group,) = meta["optimizers"]["loss"]["param_groups"]
-    assert meta["state"]["global_step"] == 45
-    assert group["lr"] == pytest.approx(2e-3 * 0.5 * (1 + math.cos(math.pi * 44 / 45)), rel=1e-9)
+    assert meta["state"]["global_step"] == 42
+    assert group["lr"] == pytest.approx(2e-3 * 0.5 * (1 + math.cos(math.pi * 41 / 42)), rel=1e-9)
     _, meta = load_checkpoint(tmp_path / "constant" / "checkpoint.safetensors")
     assert meta["optimizers"]["loss"]["param_groups"][0]["lr"] == 2e-3
 
@@ -265,8 +266,13 @@ def test_metrics_jsonl_has_one_object_per_epoch(digits, tmp_path):
     ]
     assert [r["epoch"] for r in rows] == [1, 2]
     for row in rows:
-        assert row["neg_elbo"] == pytest.approx(row["recon_nll"] + row["kl"], rel=1e-6)
+        assert row["val_neg_elbo"] == pytest.approx(row["val_recon_nll"] + row["val_kl"], rel=1e-6)
         assert row["train_samples_per_s"] > 0
+    # the test split, read once at the end, in the last row only
+    assert rows[1]["test_neg_elbo"] == pytest.approx(
+        rows[1]["test_recon_nll"] + rows[1]["test_kl"], rel=1e-6
+    )
+    assert not any(key.startswith("test_") for key in rows[0])
     assert sorted(p.name for p in (tmp_path / "r" / "samples").iterdir()) == [
         "epoch_001.png",
         "epoch_002.png",
@@ -285,14 +291,14 @@ def test_cvae_converges_faster_than_vae_on_fashion_mnist():
     model_config = {"hidden": [500, 500], "latent_dim": 2}
     vae = fit("vae", model_config=model_config, train_config=cfg, data=data)
     cvae = fit("cvae", model_config=model_config, train_config=cfg, data=data)
-    assert cvae.history[0]["neg_elbo"] < vae.history[0]["neg_elbo"] - 3
+    assert cvae.history[0]["val_neg_elbo"] < vae.history[0]["val_neg_elbo"] - 3
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_mixed_precision_trains_and_resumes(digits, tmp_path, precision):
     cfg = train_cfg(epochs=2, precision=precision, checkpoint_every=4)
     run = fit("vae", model_config=TINY, train_config=cfg, data=digits, run_dir=tmp_path / "a")
-    assert run.history[-1]["neg_elbo"] < run.history[0]["neg_elbo"]
+    assert run.history[-1]["val_neg_elbo"] < run.history[0]["val_neg_elbo"]
     _, meta = load_checkpoint(tmp_path / "a" / "checkpoint.safetensors")
     if precision == "fp16":  # the gradient scaler's state travels with the checkpoint
         assert meta["state"]["scalers"]["loss"]["scale"] > 0

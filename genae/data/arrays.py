@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from genae.data.types import DatasetSplits, ImageArrays
+from genae.data.types import DatasetSplits, ImageArrays, SealedSplit
 from genae.errors import DataError
 
 
@@ -226,7 +226,7 @@ def from_arrays(
     return DatasetSplits(
         name=name,
         train=ImageArrays(torch.from_numpy(np.ascontiguousarray(train_x)), train_y),
-        test=ImageArrays(torch.from_numpy(np.ascontiguousarray(test_x)), test_y),
+        test=SealedSplit(ImageArrays(torch.from_numpy(np.ascontiguousarray(test_x)), test_y)),
         source="arrays",
         class_names=class_names,
         attribute_names=attribute_names,

@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from genae.config import suggest
 from genae.data.cache import cache_dir
-from genae.data.types import DatasetSplits, ImageArrays
+from genae.data.types import DatasetSplits, ImageArrays, SealedSplit
 from genae.errors import DataError
 from genae.io import atomic_path, write_json_atomic
 
@@ -364,7 +364,7 @@ def load_celeba(data_dir: Path | None, options: ImageOptions, cache: Path) -> Da
     return DatasetSplits(
         name="celeba",
         train=split(0),
-        test=split(2),
+        test=SealedSplit(split(2)),
         source=str(root),
         attribute_names=attribute_names,
         notes=notes,
@@ -476,7 +476,7 @@ def load_folder(data_dir: Path | None, options: ImageOptions) -> DatasetSplits:
     return DatasetSplits(
         name="folder",
         train=take(train_idx),
-        test=take(test_idx),
+        test=SealedSplit(take(test_idx)),
         source=str(data_dir),
         class_names=class_names,
         attribute_names=attribute_names,

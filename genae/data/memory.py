@@ -120,3 +120,35 @@ def stratified_indices(labels: torch.Tensor, n: int, num_classes: int, seed: int
             )
         chosen.append(members[torch.randperm(len(members), generator=gen)[:per_class]])
     return torch.cat(chosen).sort().values
+
+
+def validation_split(
+    arrays: ImageArrays, n: int, num_classes: int, seed: int
+) -> tuple[ImageArrays, ImageArrays | None]:
+    """(the rest, n validation examples) carved out of `arrays` by a seeded draw; stratified
+    when the labels are class indices (each class gives its share of n, largest remainders
+    first), a plain seeded draw otherwise. n == 0: (arrays, None)."""
+    if n <= 0:
+        return arrays, None
+    if not 0 < n < len(arrays):
+        raise DataError(f"val_size: expected fewer than {len(arrays)} examples, got {n}")
+    gen = seeded_generator(seed, 19)
+    labels = arrays.labels
+    if labels is not None and labels.dim() == 1 and num_classes:
+        members = [torch.nonzero(labels == k).flatten() for k in range(num_classes)]
+        exact = [n * len(m) / len(arrays) for m in members]
+        shares = [int(e) for e in exact]
+        by_remainder = sorted(range(num_classes), key=lambda k: shares[k] - exact[k])
+        for k in by_remainder[: n - sum(shares)]:
+            shares[k] += 1
+        picked = [m[torch.randperm(len(m), generator=gen)[:s]] for m, s in zip(members, shares)]
+        val_index = torch.cat(picked)
+    else:
+        val_index = torch.randperm(len(arrays), generator=gen)[:n]
+    in_val = torch.zeros(len(arrays), dtype=torch.bool)
+    in_val[val_index] = True
+
+    def take(mask: torch.Tensor) -> ImageArrays:
+        return ImageArrays(arrays.images[mask], labels[mask] if labels is not None else None)
+
+    return take(~in_val), take(in_val)

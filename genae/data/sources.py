@@ -64,7 +64,7 @@ from genae.data.images import (
     load_celeba,
     load_folder,
 )
-from genae.data.types import DatasetSplits, ImageArrays
+from genae.data.types import DatasetSplits, ImageArrays, SealedSplit
 from genae.errors import DataError
 
 StrPath = str | os.PathLike[str]
@@ -180,7 +180,7 @@ def _read_split_dir(
     return DatasetSplits(
         name=name,
         train=train,
-        test=test,
+        test=SealedSplit(test),
         source=str(directory),
         class_names=_IDX_CLASS_NAMES[name],
         notes=tuple(notes),
@@ -225,7 +225,9 @@ def _load_digits(data_dir: Path | None, download: bool) -> DatasetSplits:
     return DatasetSplits(
         name="digits",
         train=ImageArrays(torch.from_numpy(images[train_idx]), torch.from_numpy(labels[train_idx])),
-        test=ImageArrays(torch.from_numpy(images[test_idx]), torch.from_numpy(labels[test_idx])),
+        test=SealedSplit(
+            ImageArrays(torch.from_numpy(images[test_idx]), torch.from_numpy(labels[test_idx]))
+        ),
         source="embedded",
         class_names=DIGIT_CLASSES,
     )

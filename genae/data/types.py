@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
-from genae.errors import DataError
+from genae.errors import DataError, SealedSplitError
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,42 @@ class ImageArrays:
 
     def __len__(self) -> int:
         return self.images.shape[0]
+
+
+class SealedSplit:
+    """The test split, sealed: training and selection never see it. `unseal()` is its one way
+    out, called only by a run's final evaluation and by `genae evaluate`; every other read
+    (`images`, `labels`, `len`) raises SealedSplitError.
+
+    source: the arrays (loaded with the training split, which is cheap), or a function that
+    loads them on first unsealing.
+    """
+
+    def __init__(self, source: ImageArrays | Callable[[], ImageArrays]) -> None:
+        self._source = source
+
+    def unseal(self) -> ImageArrays:
+        """The test split's arrays: for the final evaluation of a finished run only."""
+        if not isinstance(self._source, ImageArrays):
+            self._source = self._source()
+        return self._source
+
+    def _sealed(self, what: str) -> SealedSplitError:
+        return SealedSplitError(
+            f"test split: {what} read before the final evaluation; training and selection use "
+            f"the validation split (only the final evaluation calls unseal())"
+        )
+
+    @property
+    def images(self) -> torch.Tensor:
+        raise self._sealed("images")
+
+    @property
+    def labels(self) -> torch.Tensor | None:
+        raise self._sealed("labels")
+
+    def __len__(self) -> int:
+        raise self._sealed("size")
 
 
 @dataclass(frozen=True)
@@ -75,11 +112,13 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class DatasetSplits:
-    """A dataset as found on disk: train and test splits plus where it came from."""
+    """A dataset as found on disk: train and test splits plus where it came from. The test
+    split is sealed (see `SealedSplit`); the validation split is carved out of `train` by the
+    run that trains on it."""
 
     name: str
     train: ImageArrays
-    test: ImageArrays
+    test: SealedSplit
     source: str  # a path, or "embedded"
     class_names: tuple[str, ...] = ()
     attribute_names: tuple[str, ...] = ()

@@ -2,19 +2,26 @@
 
 Each experiment is a TOML file shipped beside this module (`NAME.toml`):
 
-    name, version, title, description, dataset   (the default dataset)
-    [train]            training settings shared by every run
+    name, version, title, dataset   (the default dataset)
+    description        what is compared, in words; the training settings are not repeated here:
+                       the report writes them from the runs' own config.json
+    seeds              the seeds every run is trained with (default [0])
+    [train]            training settings shared by every run (not `seed`: see `seeds`)
     [[runs]]           name, model, model_config = {...}, train = {...} (per-run overrides),
                        metrics = [...] (registered metrics computed once the run is trained)
-    [[expect]]         the claims the report checks (`genae.claims`): {metric, epoch, lower,
-                       than} compares two runs at an epoch; {run, metric, at_least | at_most}
-                       bounds one final value; {run, metric, exceeds} says a final value beats
-                       another metric of the same run (a baseline, such as k-means on pixels)
+    [[expect]]         the claims the report checks (`genae.claims`): {metric, lower, than[,
+                       epoch]} compares two runs; {run, metric, at_least | at_most} bounds one
+                       final value; {run, metric, exceeds} says a final value beats another
+                       metric of the same run (a baseline, such as k-means on pixels). Each is
+                       judged on the final test values (an `epoch` one on validation), over the
+                       seeds' mean (judged_on = "mean", the default) or on every seed
+                       (judged_on = "every_seed").
 
-Runs go to DIR/<run name>: a finished one is reused, an interrupted one resumed, so re-running an
-experiment only does what is missing. The report is DIR/report.html; DIR/experiment.json holds
-the experiment's definition, its dataset and the outcome of each claim. An experiment whose
-models are not registered (a slot for a planned model) says which model it needs.
+Runs go to DIR/<run name>/seed-<S>: a finished one is reused, an interrupted one resumed, seed by
+seed, so re-running an experiment only does what is missing. The report is DIR/report.html;
+DIR/experiment.json holds the experiment's definition, its dataset and seeds, and the outcome of
+each claim (per seed, for an every_seed claim). An experiment whose models are not registered (a
+slot for a planned model) says which model it needs.
 """
 
 from __future__ import annotations
@@ -32,8 +39,9 @@ from genae.data.sources import load_dataset
 from genae.errors import ConfigError
 from genae.io import write_json_atomic
 from genae.models.registry import MODELS
-from genae.report import build_report
+from genae.report import build_report, seed_dir
 from genae.training import rundir
+from genae.training.runs import TEST_PREFIX
 
 EXPERIMENTS_DIR = Path(__file__).parent
 
@@ -58,6 +66,7 @@ class Experiment:
     runs: list[RunSpec]
     expect: list[Claim]
     path: Path
+    seeds: list[int] = field(default_factory=lambda: [0])
 
 
 def available() -> list[str]:
@@ -73,6 +82,12 @@ def load_experiment(name: str) -> Experiment:
             f"available: {', '.join(names)}"
         )
     doc = read_toml(path)
+    seeds = parse_seeds(doc.get("seeds", [0]), f"{path}: 'seeds'")
+    for where, table in [("[train]", doc.get("train", {}))] + [
+        (f"[[runs]] {r.get('name')!r} train", r.get("train", {})) for r in doc.get("runs", [])
+    ]:
+        if isinstance(table, dict) and "seed" in table:
+            raise ConfigError(f"{path}: {where}: 'seed': set the top-level 'seeds = [...]' instead")
     try:
         runs = [
             RunSpec(
@@ -99,9 +114,24 @@ def load_experiment(name: str) -> Experiment:
             runs=runs,
             expect=expect,
             path=path,
+            seeds=seeds,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: malformed experiment ({exc!r})") from None
+
+
+def parse_seeds(value: Any, where: str) -> list[int]:
+    """An experiment's `seeds`: a non-empty list of distinct integers >= 0."""
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)
+        or len(set(value)) != len(value)
+    ):
+        raise ConfigError(
+            f"{where}: expected a non-empty list of distinct integers >= 0, got {value!r}"
+        )
+    return list(value)
 
 
 def check_models(experiment: Experiment) -> None:
@@ -115,14 +145,23 @@ def check_models(experiment: Experiment) -> None:
 
 
 def _finished_epochs(run_dir: Path) -> int:
+    """The last epoch of run_dir once it has been tested (its last metrics row holds the final
+    `test_*` values); 0 before that, so that a run stopped between its last epoch and its test
+    evaluation is resumed, which only evaluates it."""
     try:
-        return len((run_dir / rundir.METRICS_FILE).read_text().splitlines())
-    except OSError:
+        rows = [json.loads(r) for r in (run_dir / rundir.METRICS_FILE).read_text().splitlines()]
+    except (OSError, json.JSONDecodeError):
         return 0
+    if not rows or not any(key.startswith(TEST_PREFIX) for key in rows[-1]):
+        return 0
+    return max((r["epoch"] for r in rows if isinstance(r.get("epoch"), int)), default=0)
 
 
-def train_config_of(experiment: Experiment, run: RunSpec, dataset: str, **overrides) -> dict:
-    train = {**experiment.train, **run.train, "dataset": dataset}
+def train_config_of(
+    experiment: Experiment, run: RunSpec, dataset: str, seed: int = 0, **overrides
+) -> dict:
+    """The training config of `run` with `seed`."""
+    train = {**experiment.train, **run.train, "dataset": dataset, "seed": seed}
     train.update({k: v for k, v in overrides.items() if v is not None})
     epochs = int(train.get("epochs", 10))
     # An --epochs override keeps only the snapshot epochs that still exist, plus the last.
@@ -150,53 +189,57 @@ def run_experiment(
     dataset = dataset or experiment.dataset
     data = load_dataset(dataset, data_dir)
     out = Path(out)
-    run_dirs = []
-    for run in experiment.runs:
-        run_dir = out / run.name
-        train = train_config_of(
-            experiment,
-            run,
-            data.name,
-            epochs=epochs,
-            device=device,
-            progress=progress,
-            data_dir=str(data_dir) if data_dir else None,
-        )
-        done = _finished_epochs(run_dir)
-        if not force and done >= train["epochs"]:
-            print(f"genae: {run_dir} already trained ({done} epochs); reusing it", file=sys.stderr)
-        elif not force and (run_dir / rundir.CHECKPOINT_FILE).exists():
-            print(f"genae: resuming {run_dir}", file=sys.stderr)
-            fit(
-                run.model,
-                train_config={"epochs": train["epochs"]},
-                data=data,
-                run_dir=run_dir,
-                resume=True,
+    # Seed by seed, so that an interrupted experiment already has every run of its first seeds.
+    for seed in experiment.seeds:
+        for run in experiment.runs:
+            run_dir = seed_dir(out / run.name, seed)
+            train = train_config_of(
+                experiment,
+                run,
+                data.name,
+                seed,
+                epochs=epochs,
+                device=device,
+                progress=progress,
+                data_dir=str(data_dir) if data_dir else None,
             )
-        else:
-            fit(
-                run.model,
-                model_config=run.model_config,
-                train_config=train,
-                data=data,
-                run_dir=run_dir,
-                force=True,
-            )
-        if run.metrics:
-            result = evaluate_run(
-                run_dir, data=data, device=device, metrics=run.metrics, options=metric_options
-            )
-            write_json_atomic(run_dir / rundir.EVALUATION_FILE, result)
-        run_dirs.append(run_dir)
+            done = _finished_epochs(run_dir)
+            if not force and done >= train["epochs"]:
+                print(
+                    f"genae: {run_dir} already trained ({done} epochs); reusing it", file=sys.stderr
+                )
+            elif not force and (run_dir / rundir.CHECKPOINT_FILE).exists():
+                print(f"genae: resuming {run_dir}", file=sys.stderr)
+                fit(
+                    run.model,
+                    train_config={"epochs": train["epochs"]},
+                    data=data,
+                    run_dir=run_dir,
+                    resume=True,
+                )
+            else:
+                fit(
+                    run.model,
+                    model_config=run.model_config,
+                    train_config=train,
+                    data=data,
+                    run_dir=run_dir,
+                    force=True,
+                )
+            if run.metrics:
+                result = evaluate_run(
+                    run_dir, data=data, device=device, metrics=run.metrics, options=metric_options
+                )
+                write_json_atomic(run_dir / rundir.EVALUATION_FILE, result)
     report = out / "report.html"
     outcome = build_report(
-        run_dirs,
+        [out / run.name for run in experiment.runs],
         report,
         title=f"{experiment.title} — {data.name}",
         description=experiment.description,
         claims=experiment.expect,
         names=[r.name for r in experiment.runs],
+        seeds=experiment.seeds,
         experiment=f"{experiment.name} v{experiment.version}",
     )
     write_json_atomic(
@@ -205,7 +248,11 @@ def run_experiment(
             "experiment": experiment.name,
             "version": experiment.version,
             "dataset": data.name,
-            "runs": {r.name: str(d) for r, d in zip(experiment.runs, run_dirs)},
+            "seeds": experiment.seeds,
+            "runs": {
+                r.name: {str(s): str(seed_dir(out / r.name, s)) for s in experiment.seeds}
+                for r in experiment.runs
+            },
             "expectations": [o.to_json() for o in outcome],
             "definition": json.loads(json.dumps(read_toml(experiment.path))),
         },

@@ -43,15 +43,19 @@ def compute_metrics(
     eval_batch_size: int = 1000,
     seed: int = 0,
     data_dir: Path | None = None,
+    train: TensorData | None = None,
+    test_grey: TensorData | None = None,
 ) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
     """The model's own test metrics plus the registered metrics in `names`.
 
+    train: the run's training split, for baselines fit on it (k-means). test_grey: the test
+    split's grey levels when `test` is binarised (see `EvalContext`).
     Returns (values, computed_on): computed_on[metric] says what each number was computed on.
     A name that is neither registered nor one of the model's own metrics is a ConfigError.
     """
     options = options or MetricOptions()
     options.validate()
-    values = evaluate(model, test, eval_batch_size, seed)
+    values = evaluate(model, test, eval_batch_size, seed, train=train)
     unknown = [n for n in names if n not in METRICS and n not in values]
     if unknown:
         known = sorted({*METRICS, *values})
@@ -61,7 +65,7 @@ def compute_metrics(
         )
     own = {"split": "test", "examples": len(test), "seed": seed}
     computed_on: dict[str, dict[str, Any]] = {name: own for name in values}
-    ctx = EvalContext(model, test, dataset, options, data_dir)
+    ctx = EvalContext(model, test, dataset, options, data_dir, test_grey)
     for name in names:
         if name in METRICS:
             result = METRICS[name](ctx)

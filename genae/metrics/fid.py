@@ -78,14 +78,31 @@ def generated_images(
 
 @register_metric("fid")
 def fid(ctx: EvalContext) -> Result:
-    """FID of options.samples generated images against the whole test split."""
+    """FID of options.samples generated images against the whole test split. Generated images
+    are the decoder's means; on a --binarize run those are Bernoulli means (pixel
+    probabilities), so they are compared with the test images' grey levels (the probabilities
+    its binarisation draws from), not with the binarised test images."""
     judge = ctx.judge()
     ctx.model.eval()
     gen = seeded_generator(ctx.options.seed, 37)
     fake = generated_images(ctx.model, ctx.options.samples, gen, ctx.test.labels)
-    real = torch.cat([b.x for b in ctx.test.batches(1000)])
+    binarized = ctx.test_grey is not None
+    reference = ctx.test_grey if binarized else ctx.test
+    real = torch.cat([b.x for b in reference.batches(1000)])
     value = fid_from_features(judge.features(fake), judge.features(real))
+    compared = (
+        "Bernoulli means vs grey-level test images (the run binarises; both are pixel "
+        "probabilities)"
+        if binarized
+        else "generated means vs grey-level test images"
+    )
     return Result(
         {"fid": value},
-        {"split": "test", "examples": len(real), "samples": len(fake), "classifier": judge.id},
+        {
+            "split": "test",
+            "examples": len(real),
+            "samples": len(fake),
+            "classifier": judge.id,
+            "compared": compared,
+        },
     )

@@ -42,7 +42,9 @@ RECIPES: dict[str, dict] = {
     },
 }
 DEFAULT_RECIPE: dict = {"epochs": 10}
-# Test accuracy a judge should reach; below it a warning says so (the judge is still used).
+# Accuracy a judge should reach on its validation split (it is trained like any run, with a
+# validation split carved out of the training split, and never sees the test split during
+# training or selection); below it a warning says so (the judge is still used).
 TARGET_ACCURACY = {"fashion-mnist": 0.92, "mnist": 0.99, "digits": 0.95}
 
 
@@ -53,7 +55,7 @@ class Judge:
     model: Classifier
     run_dir: Path
     sha256: str
-    test_accuracy: float
+    val_accuracy: float  # on its validation split, at its last epoch
 
     @property
     def id(self) -> str:
@@ -72,7 +74,7 @@ class Judge:
         return out.to(images.device)
 
     def describe(self) -> dict:
-        return {"id": self.id, "run_dir": str(self.run_dir), "test_accuracy": self.test_accuracy}
+        return {"id": self.id, "run_dir": str(self.run_dir), "val_accuracy": self.val_accuracy}
 
 
 def judge_recipe(dataset: str) -> Pretrained:
@@ -124,11 +126,11 @@ def domain_classifier(
     if not isinstance(model, Classifier):
         raise CheckpointError(f"{run_dir}: expected a classifier run, found model '{model.name}'")
     rows = (run_dir / rundir.METRICS_FILE).read_text().splitlines()
-    accuracy = float(json.loads(rows[-1]).get("accuracy", float("nan")))
+    accuracy = float(json.loads(rows[-1]).get("val_accuracy", float("nan")))
     target = TARGET_ACCURACY.get(dataset)
     if target is not None and accuracy < target:
         print(
-            f"genae: warning: the domain classifier of '{dataset}' has test accuracy "
+            f"genae: warning: the domain classifier of '{dataset}' has validation accuracy "
             f"{accuracy:.4f}, below the {target:.2f} it should reach ({run_dir})",
             file=sys.stderr,
         )

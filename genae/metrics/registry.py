@@ -44,13 +44,19 @@ class MetricOptions:
 
 @dataclass
 class EvalContext:
-    """What a metric may use: the model, the test split, and how to reach the domain classifier."""
+    """What a metric may use: the model, the test split, and how to reach the domain classifier.
+
+    test: the test split as the model is evaluated on it (binarised once, for a --binarize run).
+    test_grey: for a --binarize run, the same images as grey levels, i.e. the probabilities the
+    binarisation drew from: what a model's Bernoulli means compare with like for like.
+    """
 
     model: GenerativeModel
     test: TensorData
     dataset: str
     options: MetricOptions = field(default_factory=MetricOptions)
     data_dir: Path | None = None
+    test_grey: TensorData | None = None
     _judge: Any = None
 
     def judge(self):

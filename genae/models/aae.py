@@ -135,6 +135,12 @@ class AAE(_AdversarialAE, LatentPrior):
 
     name = "aae"
     config_class = AAEConfig
+    console_metrics = (
+        "train_reconstruction.loss",
+        "train_discriminator.accuracy",
+        "val_recon_mse",
+        "val_prior_region_agreement",
+    )
 
     def __init__(self, config: AAEConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)
@@ -236,6 +242,11 @@ class AAE(_AdversarialAE, LatentPrior):
         if self.config.label_prior and batch.y is not None:
             metrics["prior_region_agreement"] = (self.prior.region_of(z) == batch.y).float()
         return metrics
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """`model(x)`: reconstructions (B, C, H, W) in [0, 1] of images x, decoded from their
+        codes, differentiably (the encoder reads no label: y is unused)."""
+        return torch.sigmoid(self.decoder(self.encode(x))).view(-1, *self.spec.shape)
 
     @torch.no_grad()
     def latent_codes(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -394,6 +405,13 @@ class _CategoricalAAE(_AdversarialAE, Categories):
         """The most probable category of each image."""
         return self.encode(x)[0].argmax(-1)
 
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """`model(x)`: reconstructions (B, C, H, W) in [0, 1] of images x, decoded from the
+        category probabilities and the style code, differentiably (y is unused: the category
+        is the model's own)."""
+        logits, z = self.encode(x)
+        return torch.sigmoid(self.decode(logits.softmax(-1), z)).view(-1, *self.spec.shape)
+
     @torch.no_grad()
     def latent_codes(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """The style codes z of images; the encoder reads no label."""
@@ -429,6 +447,12 @@ class SemiSupervisedAAE(_CategoricalAAE):
 
     name = "aae-ss"
     semi_supervised = True
+    console_metrics = (
+        "train_reconstruction.loss",
+        "train_discriminator.accuracy",
+        "val_accuracy",
+        "val_recon_mse",
+    )
 
     def __init__(self, config: CategoricalAAEConfig, spec: DataSpec) -> None:
         if not spec.num_classes:
@@ -468,21 +492,32 @@ class SemiSupervisedAAE(_CategoricalAAE):
 
 @register
 class ClusteringAAE(_CategoricalAAE):
-    """aae-cluster: unsupervised; y is a cluster among K. Test metrics add the clustering
-    accuracy (each cluster takes its majority class) and that of k-means on raw pixels with
-    the same K and the same rule, computed on the same test set as a baseline."""
+    """aae-cluster: unsupervised; y is a cluster among K. Evaluation adds the clustering
+    accuracy (each cluster takes its majority class) and, as a baseline, that of k-means on raw
+    pixels with the same K and the same rule: fit on training pixels, scored on the same
+    split."""
 
     name = "aae-cluster"
     default_clusters = 16
+    console_metrics = (
+        "train_reconstruction.loss",
+        "train_discriminator.accuracy",
+        "val_clustering_accuracy",
+        "val_recon_mse",
+    )
 
-    def dataset_metrics(self, data, batch_size: int) -> dict[str, float]:
+    def dataset_metrics(self, data, batch_size: int, train=None) -> dict[str, float]:
         if data.labels is None or data.labels.dim() != 1:
             return {}
         assignments = torch.cat([self.assign(b.x) for b in data.batches(batch_size)])
         labels = data.labels
         k = self.num_categories
-        return {
+        values = {
             "clustering_accuracy": clustering_accuracy(assignments, labels),
             "clusters_used": float(assignments.unique().numel()),
-            "kmeans_clustering_accuracy": kmeans_baseline(data.images, labels, k),
         }
+        if train is not None:  # fit on training pixels as the model sees them
+            values["kmeans_clustering_accuracy"] = kmeans_baseline(
+                train.images, data.images, labels, k, binarize_fit=train.binarize
+            )
+        return values

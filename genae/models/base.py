@@ -4,8 +4,12 @@ them all.
 A model is an `nn.Module` built from `(config, spec)`. Training is a list of *phases*: each phase
 has a name, the parameters its own optimiser updates, and a loss function of a batch. A VAE has
 one phase; an adversarial autoencoder has three (reconstruction, discriminator, generator) that
-run in sequence on every batch. `forward(batch, phase)` returns that phase's named loss terms, so a
-DistributedDataParallel wrapper sees every phase as an ordinary forward call.
+run in sequence on every batch. The trainer runs a phase through `genae.training.distributed.
+PhaseRunner`, whose forward is the phase's loss, so a DistributedDataParallel wrapper sees every
+phase as an ordinary forward call.
+
+The model's own `forward` is what a PyTorch user expects of `model(x)`: an autoencoder returns its
+reconstruction of images x, a classifier its logits (each family documents its forward).
 """
 
 from __future__ import annotations
@@ -59,6 +63,9 @@ class GenerativeModel(nn.Module):
     needs_labels: ClassVar[bool] = False  # every training example must carry a label
     generative: ClassVar[bool] = True  # False: cannot sample (e.g. the domain classifier)
     semi_supervised: ClassVar[bool] = False  # can train with a labelled subset (--labels N)
+    # The metrics.jsonl keys a user watches during training, most important first; the epoch
+    # line shows as many as fit in 120 characters. Empty: each phase's loss, then val_ metrics.
+    console_metrics: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any, spec: DataSpec) -> None:
         super().__init__()
@@ -68,7 +75,6 @@ class GenerativeModel(nn.Module):
             )
         self.config = config
         self.spec = spec
-        self._phases: dict[str, Phase] | None = None
 
     # --- helper networks, trained before the model (see `Pretrained`) ------------------------
     @classmethod
@@ -100,10 +106,13 @@ class GenerativeModel(nn.Module):
     def loss(self, batch: Batch) -> LossTerms:
         raise NotImplementedError
 
-    def forward(self, batch: Batch, phase: str = "loss") -> LossTerms:
-        if self._phases is None:
-            self._phases = {p.name: p for p in self.phases()}
-        return self._phases[phase].loss(batch)
+    # --- model(x) ------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """`model(x)`: images x (B, C, H, W) in [0, 1] (with labels y, for a model that reads
+        them) to what the model computes for them, differentiably: an autoencoder's
+        reconstructions (B, C, H, W) in [0, 1], a classifier's logits (B, K). Training losses
+        are `loss(batch)` and the phases, not this."""
+        raise NotImplementedError(f"model '{self.name}' does not define forward")
 
     # --- evaluation and generation ------------------------------------------------------------
     def evaluate(self, batch: Batch) -> dict[str, torch.Tensor]:
@@ -116,9 +125,11 @@ class GenerativeModel(nn.Module):
         None when all is well. The trainer stops on it. Default: nothing to check."""
         return None
 
-    def dataset_metrics(self, data: Any, batch_size: int) -> dict[str, float]:
-        """Test metrics that are not means over examples (e.g. clustering accuracy, which maps
-        clusters to classes using the whole split), from a `TensorData` split. Default: none."""
+    def dataset_metrics(self, data: Any, batch_size: int, train: Any = None) -> dict[str, float]:
+        """Metrics that are not means over examples (e.g. clustering accuracy, which maps
+        clusters to classes using the whole split), of a validation or test `TensorData` split.
+        train: the training split (a `TensorData`, or None), for baselines fit on training data
+        and scored on `data`. Default: none."""
         return {}
 
     def prior_sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:

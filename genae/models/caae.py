@@ -182,6 +182,12 @@ class CAAE(GenerativeModel, LatentCodes, LatentPrior, Reconstructs, Relabels):
     name = "caae"
     config_class = CAAEConfig
     needs_labels = True
+    console_metrics = (
+        "train_autoencoder.loss",
+        "val_recon_l1",
+        "val_label_sensitivity",
+        "val_code_sensitivity",
+    )
 
     def __init__(self, config: CAAEConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)
@@ -310,10 +316,18 @@ class CAAE(GenerativeModel, LatentCodes, LatentPrior, Reconstructs, Relabels):
             return other
         return (y + 1) % self.spec.num_classes
 
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """`model(x, y)`: images x (B, C, H, W) in [0, 1] re-generated under labels y (their
+        own labels: reconstructions; others: relabelled images), differentiably. y is needed:
+        class indices (B,) or attribute vectors (B, A)."""
+        if y is None:
+            raise ValueError("the CAAE needs the label of every image it reconstructs (y)")
+        return self.decode(self.encode(x), self.condition_vector(y))
+
     @torch.no_grad()
     def relabel(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Images x re-generated under labels y (the paper's age progression)."""
-        return self.decode(self.encode(x), self.condition_vector(y))
+        return self(x, y)
 
     def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Images x re-generated under their own labels."""

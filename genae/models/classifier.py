@@ -79,6 +79,7 @@ class Classifier(GenerativeModel):
     config_class = ClassifierConfig
     needs_labels = True
     generative = False
+    console_metrics = ("train_loss", "train_accuracy", "val_accuracy")
 
     def __init__(self, config: ClassifierConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)
@@ -106,7 +107,12 @@ class Classifier(GenerativeModel):
         return self.embed(self.body(x))
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits (B, K) of images in [0, 1]."""
         return self.head(self.features(x))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """`model(x)`: class logits (B, K) of images x (B, C, H, W) in [0, 1] (y is unused)."""
+        return self.logits(x)
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:

@@ -28,6 +28,7 @@ from genae.nn.likelihoods import Likelihood
 class GaussianLatentVAE(GenerativeModel, LatentCodes, LogWeights, Reconstructs):
     """Base class: diagonal-Gaussian posterior, N(0, I) prior, a pixel likelihood."""
 
+    console_metrics = ("train_loss", "val_neg_elbo", "val_kl", "val_recon_mse")
     likelihood: Likelihood
 
     # --- what a subclass provides -------------------------------------------------------------
@@ -97,13 +98,19 @@ class GaussianLatentVAE(GenerativeModel, LatentCodes, LogWeights, Reconstructs):
         log_q = log_normal_diag(z, mean.repeat(k, 1), log_var.repeat(k, 1))
         return (log_px + log_normal_standard(z) - log_q).view(k, b).T
 
-    # --- generation ---------------------------------------------------------------------------
-    @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Decoded posterior means, as images."""
+    # --- model(x), reconstruction and generation ----------------------------------------------
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """`model(x)`: reconstructions (B, C, H, W) in [0, 1] of images x, decoded from the
+        posterior means (no sampling), differentiably. A conditional model (cvae) needs the
+        labels y."""
         c = self._condition(y)
         mean, _ = self.encode(x, c)
         return self.likelihood.mean(self.decode(mean, c)).view(-1, *self.spec.shape)
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Decoded posterior means, as images: `model(x, y)` without gradients."""
+        return self(x, y)
 
     def prior_sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return standard_normal((n, self.latent_dim), generator, self.device)

@@ -87,6 +87,7 @@ class SemiSupervisedVAE(GenerativeModel, LatentCodes):
     an M1 latent code for M1+M2) and `likelihood` how it is modelled."""
 
     semi_supervised = True
+    console_metrics = ("train_loss", "val_accuracy", "val_neg_elbo")
     likelihood: Likelihood
 
     def __init__(self, config: M2Config, spec: DataSpec) -> None:
@@ -171,7 +172,18 @@ class SemiSupervisedVAE(GenerativeModel, LatentCodes):
             phases.append(Phase("baseline", self.baseline_loss, list(self.baseline.parameters())))
         return phases
 
-    # --- evaluation and generation ------------------------------------------------------------
+    # --- model(x), evaluation and generation -----------------------------------------------------
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """`model(x)`: reconstructions (B, C, H, W) in [0, 1] of images x, decoded from the
+        posterior mean of q(z | x, y) and y, differentiably; without labels y is q(y|x)'s most
+        probable class. For the class itself use `classify(x)` (logits of q(y|x))."""
+        v = self.features(x)
+        if y is None:
+            y = self.classifier(v).argmax(-1)
+        y_onehot = F.one_hot(y, self.spec.num_classes).float()
+        mean = self.posterior(self.encoder(torch.cat([v, y_onehot], 1)))[0]
+        return self.features_to_images(self.decode_features(mean, y))
+
     @torch.no_grad()
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits of q(y|x)."""
@@ -209,7 +221,7 @@ class SemiSupervisedVAE(GenerativeModel, LatentCodes):
                 metrics["accuracy_gain_over_baseline"] = metrics["accuracy"] - baseline_correct
         return metrics
 
-    def dataset_metrics(self, data, batch_size: int) -> dict[str, float]:
+    def dataset_metrics(self, data, batch_size: int, train=None) -> dict[str, float]:
         """Clustering accuracy of q(y|x) (best one-to-one map of the K categories to the
         classes): the measure that still means something with 0 labels, where category k
         need not be class k."""
@@ -300,7 +312,8 @@ class M1M2(SemiSupervisedVAE):
             return mean
 
     def features_to_images(self, v: torch.Tensor) -> torch.Tensor:
-        return self.m1.generate(v)
+        # M1's decoder without `generate`'s no_grad, so that model(x) is differentiable in M2
+        return self.m1.likelihood.mean(self.m1.decode(v)).view(len(v), *self.spec.shape)
 
     @classmethod
     def pretrained(cls, config: M1M2Config) -> tuple[Pretrained, ...]:

@@ -18,6 +18,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from genae.data.types import Batch
+from genae.models.base import GenerativeModel, LossTerms, Phase
+
 
 @dataclass(frozen=True)
 class World:
@@ -97,17 +100,37 @@ def training_device(device: str, world: World) -> str:
     return device
 
 
-def wrap(model: nn.Module, world: World) -> nn.Module:
-    """DistributedDataParallel around `model` when there are several ranks.
+class PhaseRunner(nn.Module):
+    """The model as the trainer calls it: `runner(batch, phase)` returns that phase's loss terms.
+
+    A module of its own because DistributedDataParallel synchronises gradients around a forward
+    call: with the phase's loss as this module's forward, DDP sees every phase as an ordinary
+    forward call, and the model's own forward stays `model(x)`. It holds the model as its one
+    submodule and adds no parameters; checkpoints save the model, not this.
+    """
+
+    def __init__(self, model: GenerativeModel, phases: list[Phase]) -> None:
+        super().__init__()
+        self.model = model
+        self._losses = {phase.name: phase.loss for phase in phases}
+
+    def forward(self, batch: Batch, phase: str) -> LossTerms:
+        return self._losses[phase](batch)
+
+
+def wrap(model: GenerativeModel, phases: list[Phase], world: World) -> nn.Module:
+    """The callable the trainer runs each phase through: a `PhaseRunner` of the model, inside
+    DistributedDataParallel when there are several ranks.
 
     find_unused_parameters: a phase (say an adversarial model's discriminator phase) uses only
     part of the model, and DDP must not wait for gradients that phase never produces.
     """
+    runner = PhaseRunner(model, phases)
     if not world.distributed:
-        return model
+        return runner
     device_ids = [model.device.index] if model.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(
-        model, device_ids=device_ids, find_unused_parameters=True
+        runner, device_ids=device_ids, find_unused_parameters=True
     )
 
 

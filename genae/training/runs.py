@@ -32,16 +32,18 @@ import torch
 
 from genae.config import TrainConfig, from_mapping, to_mapping
 from genae.data.cache import cache_dir
-from genae.data.memory import TensorData, random_subset, stratified_indices
+from genae.data.memory import TensorData, random_subset, stratified_indices, validation_split
 from genae.data.sources import load_dataset
-from genae.data.types import DatasetSplits, ImageArrays
+from genae.data.types import DatasetSplits, ImageArrays, SealedSplit
 from genae.errors import CheckpointError, ConfigError
 from genae.models.base import GenerativeModel, Pretrained
 from genae.models.registry import model_class
 from genae.runtime import flushing_denormals
 from genae.training import rundir
 from genae.training.distributed import World, training_device, world_from_env
-from genae.training.trainer import Trainer
+from genae.training.rundir import API_OPTIONS, OptionNames
+from genae.training.tensorboard import check_available as check_tensorboard
+from genae.training.trainer import Trainer, evaluate
 
 # What may differ between a run and its --resume: everything else must match the saved config,
 # or the resumed run would not be the run that was started. The same options do not change what
@@ -57,9 +59,16 @@ RESUMABLE_CHANGES = frozenset(
         "data_dir",
         "eval_batch_size",
         "stop_on_collapse",
+        "tensorboard",
     }
 )
 RUNS_CACHE = "runs"  # cache_dir(RUNS_CACHE) holds the helpers shared between runs
+# The validation split by default: the customary 5,000 of a 60,000-image training split
+# (MNIST, Fashion-MNIST), else this share of the training split.
+STANDARD_VAL_SIZES = {60_000: 5_000}
+DEFAULT_VAL_FRACTION = 0.1
+TEST_PREFIX = "test_"  # the final evaluation's keys in the last row of metrics.jsonl
+VAL_PREFIX = "val_"  # the per-epoch evaluation's keys
 
 
 @dataclass
@@ -74,10 +83,12 @@ class Run:
 
 @dataclass(frozen=True)
 class TrainingData:
-    """The examples a run trains and is tested on, drawn once from the dataset's splits."""
+    """The examples a run trains, validates and is finally tested on, drawn once from the
+    dataset's splits."""
 
     train: ImageArrays  # the training split as trained on (a seeded subset, if asked for)
-    test: ImageArrays
+    val: ImageArrays | None  # carved out of the training split; None: --val-size 0
+    test: SealedSplit  # read once, by the final evaluation
     labelled: torch.Tensor | None  # indices into `train` that keep their labels; None: all
 
 
@@ -146,17 +157,35 @@ def labelled_subset(
     return stratified_indices(train.labels, n, num_classes, config.seed)
 
 
+def resolve_val_size(val_size: int | None, training_size: int) -> int:
+    """The validation split's size: `val_size` when set, else the default for a training split
+    of `training_size` examples; a one-line error when it would leave nothing to train on."""
+    if val_size is None:
+        default = STANDARD_VAL_SIZES.get(training_size)
+        val_size = default if default is not None else round(training_size * DEFAULT_VAL_FRACTION)
+    if not 0 <= val_size < training_size:
+        raise ConfigError(
+            f"val_size: expected 0 to {training_size - 1} (fewer than the training split's "
+            f"{training_size} examples), got {val_size}"
+        )
+    return val_size
+
+
 def training_data(
     splits: DatasetSplits, config: TrainConfig, model: GenerativeModel
 ) -> TrainingData:
-    """The training subset and the labelled subset of a run, each drawn once (seeded)."""
-    train = random_subset(splits.train, config.max_train_examples, config.seed)
-    # A seeded validation split is to be carved out of `train` here, before the labels are drawn.
-    return TrainingData(train, splits.test, labelled_subset(train, splits, model, config))
+    """The validation split, the training subset and the labelled subset of a run, each drawn
+    once (seeded) and in this order, so neither --max-train-examples nor --labels changes which
+    examples validate. config.val_size None: the default size (`resolve_val_size`)."""
+    val_size = resolve_val_size(config.val_size, len(splits.train))
+    rest, val = validation_split(splits.train, val_size, splits.spec.num_classes, config.seed)
+    train = random_subset(rest, config.max_train_examples, config.seed)
+    return TrainingData(train, val, splits.test, labelled_subset(train, splits, model, config))
 
 
 def test_on_device(test: ImageArrays, config: TrainConfig) -> TensorData:
-    """The test split on the run's device (binarised once, with the run's seed, if asked)."""
+    """An evaluation split (validation or the unsealed test split) on the run's device,
+    binarised once with the run's seed if the run binarises."""
     return TensorData(
         test,
         check_device(config.device),
@@ -164,19 +193,50 @@ def test_on_device(test: ImageArrays, config: TrainConfig) -> TensorData:
     )
 
 
-def on_device(data: TrainingData, config: TrainConfig) -> tuple[TensorData, TensorData]:
-    """Train and test splits on the training device, as the run's config asks."""
+def on_device(data: TrainingData, config: TrainConfig) -> tuple[TensorData, TensorData | None]:
+    """Training and validation splits on the training device, as the run's config asks."""
     train = TensorData(data.train, check_device(config.device), binarize=config.binarize)
     if data.labelled is not None:
         train.use_labelled_subset(data.labelled, config.labelled_batch_size)
-    return train, test_on_device(data.test, config)
+    val = test_on_device(data.val, config) if data.val is not None else None
+    return train, val
+
+
+def evaluate_test_once(trainer: Trainer, test: SealedSplit, config: TrainConfig) -> None:
+    """The run's one read of the test split, after its last epoch: its metrics, prefixed
+    `test_`, join the last row of the history and metrics.jsonl. A run resumed after this
+    (with the same epochs) finds them there and reads nothing; one continued for more epochs
+    drops those of its shorter self and is tested again at its own end."""
+    history = trainer.history
+    if not history or any(key.startswith(TEST_PREFIX) for key in history[-1]):
+        return
+    for row in history[:-1]:
+        for key in [k for k in row if k.startswith(TEST_PREFIX)]:
+            del row[key]
+    split = test_on_device(test.unseal(), config)
+    values = evaluate(
+        trainer.model,
+        split,
+        config.eval_batch_size,
+        config.seed,
+        trainer.world,
+        train=trainer.train_data,
+    )
+    history[-1].update({TEST_PREFIX + name: value for name, value in values.items()})
+    if trainer.run_dir is not None:
+        trainer.save_checkpoint()  # holds the history: a resume then reads no test split
+        if trainer.world.is_main:
+            rundir.write_metrics(trainer.run_dir, history)
 
 
 # --- run directories and configs ------------------------------------------------------------------
 
 
-def check_run_dir(run_dir: Path, *, resume: bool, force: bool) -> None:
-    """Refuse to overwrite an existing run unless asked; --force only clears genae run dirs."""
+def check_run_dir(
+    run_dir: Path, *, resume: bool, force: bool, options: OptionNames = API_OPTIONS
+) -> None:
+    """Refuse to overwrite an existing run unless asked; force only clears genae run dirs.
+    options: how messages name resume and force (API arguments or CLI flags)."""
     if resume:
         if not (run_dir / rundir.CHECKPOINT_FILE).exists():
             raise CheckpointError(f"{run_dir}: no checkpoint to resume from")
@@ -186,19 +246,26 @@ def check_run_dir(run_dir: Path, *, resume: bool, force: bool) -> None:
     if run_dir.exists() and any(run_dir.iterdir()):
         if not force:
             raise CheckpointError(
-                f"{run_dir}: run directory exists; pass --resume to continue it or --force to "
-                f"overwrite it"
+                f"{run_dir}: run directory exists; pass {options.resume} to continue it or "
+                f"{options.force} to overwrite it"
             )
         if not (run_dir / rundir.CONFIG_FILE).exists():
             raise CheckpointError(
                 f"{run_dir}: not a genae run directory (no {rundir.CONFIG_FILE}); refusing to "
-                f"delete it with --force"
+                f"delete it with {options.force}"
             )
 
 
-def prepare_run_dir(run_dir: Path, *, resume: bool, force: bool, world: World) -> None:
+def prepare_run_dir(
+    run_dir: Path,
+    *,
+    resume: bool,
+    force: bool,
+    world: World,
+    options: OptionNames = API_OPTIONS,
+) -> None:
     """Check on every rank, then let rank 0 alone clear and create the directory."""
-    check_run_dir(run_dir, resume=resume, force=force)
+    check_run_dir(run_dir, resume=resume, force=force, options=options)
     world.barrier()
     if world.is_main and not resume:
         if run_dir.exists():
@@ -232,6 +299,7 @@ def resumed_configs(
     model: type[GenerativeModel],
     model_overrides: Mapping[str, Any],
     train_overrides: Mapping[str, Any],
+    options: OptionNames = API_OPTIONS,
 ) -> tuple[Any, TrainConfig, dict[str, list[str]]]:
     """The saved run's configs with the caller's explicit options, refusing any change that
     would make the resumed run a different run; and the options set explicitly when it started."""
@@ -247,14 +315,14 @@ def resumed_configs(
     for key, value in to_mapping(train).items():
         if value != saved_train[key] and key not in RESUMABLE_CHANGES:
             raise ConfigError(
-                f"{key}: the run was started with {saved_train[key]!r}; --resume cannot change "
-                f"it (only {', '.join(sorted(RESUMABLE_CHANGES))})"
+                f"{key}: the run was started with {saved_train[key]!r}; {options.resume} cannot "
+                f"change it (only {', '.join(sorted(RESUMABLE_CHANGES))})"
             )
     for key, value in to_mapping(wanted_model).items():
         if value != saved_model[key]:
             raise ConfigError(
-                f"{key}: the run was started with {saved_model[key]!r}; --resume cannot change "
-                f"the model's configuration"
+                f"{key}: the run was started with {saved_model[key]!r}; {options.resume} cannot "
+                f"change the model's configuration"
             )
     return wanted_model, train, saved.get("explicit", {})
 
@@ -280,9 +348,14 @@ def train_run(
     resume: bool = False,
     force: bool = False,
     world: World | None = None,
+    final_test: bool = True,
+    options: OptionNames = API_OPTIONS,
 ) -> Run:
     """Train `model` (a registered name); see `genae.api.fit`. world: the processes training
-    together; None: as torchrun describes in the environment (a world of one without it)."""
+    together; None: as torchrun describes in the environment (a world of one without it).
+    final_test: evaluate the test split once after the last epoch (helper networks, trained
+    while another run is being prepared, are not: that run's test split stays unread).
+    options: how messages name resume, force and run_dir (`rundir.CLI_OPTIONS` for the CLI)."""
     run_path = Path(run_dir) if run_dir is not None else None
     cls = model_class(model)
     explicit = explicit_options(model_config, train_config)
@@ -295,8 +368,12 @@ def train_run(
         explicit = merged_explicit(explicit, {"train": ["dataset"]})
     if resume:
         if run_path is None:
-            raise ConfigError("resume: needs a run directory (--out)")
-        config, train, started = resumed_configs(run_path, cls, model_config or {}, train_overrides)
+            raise ConfigError(f"resume: needs a run directory ({options.run_dir})")
+        if train_overrides.get("val_size") is None:  # the default: the size the run resolved
+            train_overrides.pop("val_size", None)
+        config, train, started = resumed_configs(
+            run_path, cls, model_config or {}, train_overrides, options
+        )
         explicit = merged_explicit(started, explicit)
     else:
         config = from_mapping(cls.config_class, model_config or {}, where=f"{model} config")
@@ -304,7 +381,9 @@ def train_run(
     world = world if world is not None else world_from_env(train.device)
     train = replace(train, device=training_device(train.device, world))
     check_device(train.device)
+    check_tensorboard(train)
     splits = load_data(train, data)
+    train = replace(train, val_size=resolve_val_size(train.val_size, len(splits.train)))
     # Helpers that exist now (a run the user named, a cached one, this run's own on --resume)
     # are loaded before anything is written: the model checks them and takes its architecture
     # from them. Those still missing are trained once the run directory is ready.
@@ -328,18 +407,22 @@ def train_run(
     net = cls(config, splits.spec)
     examples = training_data(splits, train, net)
     if run_path is not None:
-        prepare_run_dir(run_path, resume=resume, force=force, world=world)
+        prepare_run_dir(run_path, resume=resume, force=force, world=world, options=options)
     for need in missing:
         helpers[need.role] = ensure_run(need, splits, train, run_dir=run_path, world=world).model
     net.use_pretrained(helpers)
     net = net.to(train.device)
     if world.rank:  # same initial weights everywhere, but each rank its own noise
         torch.manual_seed(train.seed * 1_000_003 + world.rank)
-    train_split, test_split = on_device(examples, train)
-    trainer = Trainer(net, train_split, test_split, train, run_path, world, explicit=explicit)
+    train_split, val_split = on_device(examples, train)
+    trainer = Trainer(
+        net, train_split, val_split, train, run_path, world, explicit=explicit, options=options
+    )
     if resume:
         trainer.resume()
     history = trainer.fit()
+    if final_test:
+        evaluate_test_once(trainer, examples.test, train)
     net.eval()
     return Run(net, history, run_path, splits)
 
@@ -356,18 +439,19 @@ def helper_train_config(need: Pretrained, data: DatasetSplits, base: TrainConfig
         start = to_mapping(base)
     return from_mapping(
         TrainConfig,
-        {**start, **need.train_overrides, "dataset": data.name},
+        # no TensorBoard: a helper's curves would mix with the run's
+        {**start, **need.train_overrides, "dataset": data.name, "tensorboard": None},
         where=f"{need.role} training config",
     )
 
 
 def data_fingerprint(data: DatasetSplits) -> bytes:
-    """A digest of the images and labels of both splits: changed data, another helper."""
+    """A digest of the training split's images and labels (a helper learns from nothing else;
+    the test split stays sealed): changed data, another helper."""
     digest = hashlib.sha256(json.dumps(data.spec.to_json(), sort_keys=True).encode())
-    for arrays in (data.train, data.test):
-        digest.update(arrays.images.contiguous().numpy().tobytes())
-        if arrays.labels is not None:
-            digest.update(arrays.labels.contiguous().numpy().tobytes())
+    digest.update(data.train.images.contiguous().numpy().tobytes())
+    if data.train.labels is not None:
+        digest.update(data.train.labels.contiguous().numpy().tobytes())
     return digest.digest()
 
 
@@ -464,6 +548,7 @@ def ensure_run(
                 data=data,
                 run_dir=tmp,
                 world=World(),
+                final_test=False,
             )
         if is_finished(place):  # another process finished first: keep theirs
             shutil.rmtree(tmp, ignore_errors=True)

@@ -30,7 +30,9 @@ from genae.training.checkpoint import (
     save_checkpoint,
     save_weights,
 )
+from genae.training.console import epoch_line, run_heading
 from genae.training.distributed import World, wrap
+from genae.training.tensorboard import TensorBoardLog
 from genae.viz.grids import save_sample_grid
 from genae.viz.latent import write_pictures
 
@@ -136,10 +138,13 @@ def evaluate(
     batch_size: int,
     seed: int,
     world: World | None = None,
+    *,
+    train: TensorData | None = None,
 ) -> dict[str, float]:
-    """Mean of the model's per-example metrics over `data`, with its own fixed RNG stream so
-    evaluation neither depends on nor disturbs the training stream. Under several ranks each
-    evaluates a slice and the sums are reduced; whole-split metrics come from rank 0."""
+    """Mean of the model's per-example metrics over `data` (a validation or test split), with
+    its own fixed RNG stream so evaluation neither depends on nor disturbs the training stream.
+    Under several ranks each evaluates a slice and the sums are reduced; whole-split metrics
+    come from rank 0. train: the training split, for baselines fit on it (k-means)."""
     world = world or World()
     was_training = model.training
     model.eval()
@@ -150,7 +155,7 @@ def evaluate(
         for index in rows.split(batch_size):
             for name, values in model.evaluate(data.batch(index)).items():
                 sums[name] = sums.get(name, 0) + values.double().sum()
-        whole = model.dataset_metrics(data, batch_size) if world.is_main else {}
+        whole = model.dataset_metrics(data, batch_size, train) if world.is_main else {}
     model.train(was_training)
     whole = world.broadcast_object(whole)
     if not sums:
@@ -160,7 +165,9 @@ def evaluate(
 
 
 class Trainer:
-    """Trains `model` on `train` for `config.epochs`, evaluating on `test` after every epoch.
+    """Trains `model` on `train` for `config.epochs`, evaluating on `val` (the validation split;
+    None: none) after every epoch. The test split is not the trainer's: a run reads it once,
+    after the last epoch (`genae.training.runs.evaluate_test_once`).
 
     With a `run_dir`, writes config, weights, checkpoints, metrics and sample grids there and can
     resume from it. Without one it only trains (for the Python API and tests).
@@ -170,22 +177,24 @@ class Trainer:
         self,
         model: GenerativeModel,
         train: TensorData,
-        test: TensorData | None,
+        val: TensorData | None,
         config: TrainConfig,
         run_dir: Path | None = None,
         world: World | None = None,
         explicit: dict[str, list[str]] | None = None,
+        options: rundir.OptionNames = rundir.API_OPTIONS,
     ) -> None:
         self.model = model
+        self.options = options  # how messages name the run options (API arguments, CLI flags)
         self.explicit = explicit  # the options the caller set, recorded in config.json
         self.world = world or World()
         self.train_data = train
-        self.test_data = test
+        self.val_data = val
         self.config = config
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.phases = model.phases()
         # The callable the loop trains through: DDP on several ranks, optionally compiled.
-        self.forward = wrap(model, self.world)
+        self.forward = wrap(model, self.phases, self.world)
         if config.compile:
             self.forward = torch.compile(self.forward)
         device = train.device
@@ -281,12 +290,28 @@ class Trainer:
         cfg = self.config
         if self.run_dir is not None and self.world.is_main:
             rundir.write_run_config(self.run_dir, self.model, cfg, self.explicit)
+        if self.world.is_main:
+            resumed = self.global_step > 0
+            heading = run_heading(
+                self.model,
+                cfg,
+                self.run_dir,
+                len(self.train_data),
+                model_options=self.explicit["model"] if self.explicit is not None else None,
+                resumed_at=(self.epoch, self.step_in_epoch) if resumed else None,
+            )
+            tqdm.write(heading, file=sys.stderr)
+        # After a resume has set the step: TensorBoard then drops what followed the checkpoint.
+        self.tensorboard = TensorBoardLog(
+            cfg, self.model, self.global_step, self.world.is_main, self.meter
+        )
         previous_handlers = self._install_signal_handlers()
         try:
             while self.epoch <= cfg.epochs:
                 self._train_epoch()
                 self._end_epoch()
         finally:
+            self.tensorboard.close()
             for signum, handler in previous_handlers.items():
                 signal.signal(signum, handler)
         return self.history
@@ -332,6 +357,7 @@ class Trainer:
                 self.meter.check_finite(self.checkpoint_path, self.world)
                 bar.update(self.step_in_epoch - bar.n)
                 bar.set_postfix(loss=f"{self.meter.means().get('loss', math.nan):.2f}")
+                self.tensorboard.log_steps(self.meter, self.global_step)
             if cfg.checkpoint_every and self.global_step % cfg.checkpoint_every == 0:
                 self.save_checkpoint()
             # Ranks must agree on stopping at the same step, or one would wait forever.
@@ -342,7 +368,7 @@ class Trainer:
                 name = signal.Signals(self._stop_signal).name
                 raise TrainingInterrupted(
                     f"stopped by {name} at step {self.global_step}; checkpoint saved, "
-                    f"continue with --resume"
+                    f"continue with {self.options.resume}"
                 )
         bar.close()
         elapsed = time.perf_counter() - started
@@ -358,10 +384,16 @@ class Trainer:
         cfg = self.config
         self.meter.check_finite(self.checkpoint_path, self.world)
         record: dict[str, Any] = {"epoch": self.epoch, "step": self.global_step}
-        if self.test_data is not None:
-            record.update(
-                evaluate(self.model, self.test_data, cfg.eval_batch_size, cfg.seed, self.world)
+        if self.val_data is not None:
+            values = evaluate(
+                self.model,
+                self.val_data,
+                cfg.eval_batch_size,
+                cfg.seed,
+                self.world,
+                train=self.train_data,
             )
+            record.update({f"val_{name}": value for name, value in values.items()})
         train_means = self.meter.means(self.world)
         record.update({f"train_{k}": v for k, v in train_means.items()})
         record["train_samples_per_s"] = round(self._epoch_speed, 1)
@@ -370,14 +402,13 @@ class Trainer:
             at_snapshot = self.epoch in cfg.snapshot_epochs or self.epoch == cfg.epochs
             if at_snapshot and self.model.generative:
                 self.write_snapshot()
-            if self.epoch == cfg.epochs and self.model.generative and self.test_data is not None:
+            if self.epoch == cfg.epochs and self.model.generative:
                 self.write_pictures()
             save_weights(self.run_dir / rundir.WEIGHTS_FILE, self.model)
-        if self.world.is_main:
-            summary = "  ".join(
-                f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "step")
-            )
-            tqdm.write(f"epoch {self.epoch}/{cfg.epochs}  {summary}", file=sys.stderr)
+        if self.world.is_main:  # the watched numbers; metrics.jsonl holds them all
+            tqdm.write(epoch_line(self.model, record, cfg.epochs), file=sys.stderr)
+            grid = rundir.sample_grid_path(self.run_dir, self.epoch) if self.run_dir else None
+            self.tensorboard.log_epoch(record, self.global_step, grid)
         self.epoch += 1
         self.step_in_epoch = 0
         self.meter = LossMeter(self.train_data.device)
@@ -392,17 +423,19 @@ class Trainer:
             raise TrainingError(f"epoch {record['epoch']}: {problem}{saved}")
 
     def write_pictures(self) -> None:
-        """The model's pictures of its test codes and classes (whichever it supports)."""
-        test = self.test_data
+        """The model's pictures of its validation codes and classes (whichever it supports);
+        of its training examples when the run has no validation split (never of the test
+        split: the pictures are looked at while choosing)."""
+        shown = self.val_data if self.val_data is not None else self.train_data
         write_pictures(
             self.model,
-            test.images[:5000],
-            None if test.labels is None else test.labels[:5000],
+            shown.images[:5000],
+            None if shown.labels is None else shown.labels[:5000],
             self.run_dir / rundir.PICTURES_DIR,
             generator_seed=self.config.seed,
         )
         self.model.train()
 
     def write_snapshot(self) -> None:
-        path = self.run_dir / rundir.SAMPLES_DIR / f"epoch_{self.epoch:03d}.png"
+        path = rundir.sample_grid_path(self.run_dir, self.epoch)
         save_sample_grid(self.model, path, generator=seeded_generator(self.config.seed, 99))

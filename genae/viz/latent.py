@@ -16,7 +16,7 @@ import torch
 from matplotlib.figure import Figure
 
 from genae.models.base import Categories, GenerativeModel, LatentCodes, LatentPrior, Relabels
-from genae.viz.grids import save_grid
+from genae.viz.grids import label_names, save_grid
 from genae.viz.plots import save_png, scatter_by_class
 
 MAX_POINTS = 5000  # test codes in a scatter plot
@@ -106,7 +106,8 @@ def save_class_grid(
             for k in range(rows)
         ]
     )
-    save_grid(images, per_row, path, scale=2 if images.shape[-1] <= 32 else 1)
+    scale = 2 if images.shape[-1] <= 32 else 1
+    save_grid(images, per_row, path, scale=scale, row_labels=label_names(model, range(rows)))
 
 
 def relabel_columns(model: GenerativeModel, max_columns: int = 16) -> torch.Tensor:
