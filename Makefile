@@ -32,7 +32,7 @@ test: venv data
 	$(BIN)/python -m pytest -q
 
 lint: venv
-	$(BIN)/ruff check genae tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
 
 clean:
 	rm -rf demo-out runs .pytest_cache

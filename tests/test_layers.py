@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+SOURCE = REPO / "src"  # the src layout: the package is src/genae
 PACKAGE = "genae"
 ARCHITECTURE_DOC = REPO / "docs" / "architecture.md"
 
@@ -418,7 +419,7 @@ def local_import_violations(imports: list[Import], facade: str, root: Path) -> l
 
 @pytest.fixture(scope="module")
 def package() -> tuple[dict[str, Path], list[Import]]:
-    return read_imports(REPO, PACKAGE)
+    return read_imports(SOURCE, PACKAGE)
 
 
 def _fail(problems: list[str], what: str) -> None:
@@ -487,9 +488,9 @@ def test_the_architecture_doc_lists_every_module_that_exists():
     }
     # A subpackage's __init__.py is described by its folder's line; the facade has its own.
     actual = {
-        str(path.relative_to(REPO))
-        for path in (REPO / PACKAGE).rglob("*.py")
-        if path.name != "__init__.py" or path.parent == REPO / PACKAGE
+        str(path.relative_to(SOURCE))
+        for path in (SOURCE / PACKAGE).rglob("*.py")
+        if path.name != "__init__.py" or path.parent == SOURCE / PACKAGE
     }
     assert not (actual - documented) and not (documented - actual), (
         f"docs/architecture.md module map: missing {sorted(actual - documented)}, "
