@@ -95,16 +95,18 @@ FAMILIES: dict[str, Family] = {
 }
 WAYS = ("genae", "minimal", "limit", "adam")
 WARMUP_STEPS = 3
-TEST_EXAMPLES = 200  # genae evaluates after each epoch: kept small, it is not timed
+# genae's validation (after each epoch) and test (at the end) examples: few, and never timed.
+TEST_EXAMPLES = 200
 
 
 # --- data ---------------------------------------------------------------------------------------
 
 
 def family_data(family: Family) -> DatasetSplits:
+    """The family's dataset: Fashion-MNIST, or random faces of CelebA's shape (speed only)."""
     if family.data == "faces64":
         generator = torch.Generator().manual_seed(0)
-        n = 2000
+        train_examples = 2000
 
         def arrays(count: int) -> ImageArrays:
             images = torch.randint(
@@ -116,7 +118,7 @@ def family_data(family: Family) -> DatasetSplits:
         names = ("Male", "Mustache", "Bald", "Young", "Smiling")
         return DatasetSplits(
             "faces64",
-            arrays(n),
+            arrays(train_examples),
             SealedSplit(arrays(TEST_EXAMPLES)),
             "random",
             attribute_names=names,
@@ -145,7 +147,7 @@ def subset(data: DatasetSplits, n: int) -> DatasetSplits:
 def build(family: Family, data: DatasetSplits, helpers: dict[str, nn.Module]) -> nn.Module:
     """The family's network as genae.fit builds it (same seed, same helpers)."""
     torch.manual_seed(0)
-    config = {k: v for k, v in family.model_config.items()}
+    config = dict(family.model_config)
     model = build_model(family.model, config, data.spec)
     model.use_pretrained(helpers)
     return model.train()

@@ -325,7 +325,7 @@ def test_collapse_diagnosis_reads_discriminator_accuracies():
 def test_an_aae_whose_discriminator_wins_outright_stops_as_collapsed(digits, tmp_path):
     """An encoder that never tries to fool its discriminator (regularisation switched off) lets
     the discriminator win every time: training stops after that epoch, which is kept, and says
-    why; --stop-on-collapse false trains on."""
+    why; --no-stop-on-collapse trains on."""
     from genae.errors import TrainingError
     from genae.models.aae import AAE
 

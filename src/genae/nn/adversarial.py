@@ -61,5 +61,5 @@ def adversarial_collapse(train_means: dict[str, float]) -> str | None:
     return (
         f"the adversarial game collapsed: mean discriminator accuracy over the epoch {which}; "
         "its opponent no longer fools it (lower that adversarial weight, or change the learning "
-        "rates); --stop-on-collapse false trains on regardless"
+        "rates); stop_on_collapse false (--no-stop-on-collapse) trains on regardless"
     )
