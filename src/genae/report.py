@@ -152,15 +152,7 @@ class RunGroup:
 def read_run(path: Path, name: str | None = None) -> RunInfo:
     path = Path(path)
     config = rundir.read_run_config(path)
-    try:
-        lines = (path / rundir.METRICS_FILE).read_text().splitlines()
-        history = [json.loads(line) for line in lines if line.strip()]
-    except FileNotFoundError:
-        history = []
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(
-            f"{path / rundir.METRICS_FILE}: not valid JSON lines ({exc})"
-        ) from None
+    history = rundir.read_metrics(path)
     evaluation = {}
     evaluation_file = path / rundir.EVALUATION_FILE
     if evaluation_file.exists():

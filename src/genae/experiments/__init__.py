@@ -36,7 +36,7 @@ from genae.api import evaluate_run, fit
 from genae.claims import Claim
 from genae.config import read_toml, suggest
 from genae.data.sources import load_dataset
-from genae.errors import ConfigError
+from genae.errors import CheckpointError, ConfigError
 from genae.io import write_json_atomic
 from genae.models.registry import MODELS
 from genae.report import build_report, seed_dir
@@ -149,8 +149,8 @@ def _finished_epochs(run_dir: Path) -> int:
     `test_*` values); 0 before that, so that a run stopped between its last epoch and its test
     evaluation is resumed, which only evaluates it."""
     try:
-        rows = [json.loads(r) for r in (run_dir / rundir.METRICS_FILE).read_text().splitlines()]
-    except (OSError, json.JSONDecodeError):
+        rows = rundir.read_metrics(run_dir)
+    except (OSError, CheckpointError):
         return 0
     if not rows or not any(key.startswith(TEST_PREFIX) for key in rows[-1]):
         return 0

@@ -131,8 +131,8 @@ def pinned_place(dataset: str) -> Path:
 
 
 def last_val_accuracy(run_dir: Path) -> float:
-    rows = (run_dir / rundir.METRICS_FILE).read_text().splitlines()
-    return float(json.loads(rows[-1]).get("val_accuracy", float("nan")))
+    rows = rundir.read_metrics(run_dir)
+    return float(rows[-1].get("val_accuracy", float("nan")) if rows else float("nan"))
 
 
 def warned(message: str) -> str:
@@ -141,10 +141,10 @@ def warned(message: str) -> str:
     return message
 
 
-def pinned_judge(data: DatasetSplits, device: str, fingerprint: str) -> tuple[Judge | None, str]:
+def pinned_judge(data: DatasetSplits, device: str) -> tuple[Judge | None, str]:
     """The judge shipped for `data`, or None and why not: genae ships none for this dataset, the
-    data differ from those it was trained on (`fingerprint`: the caller's `data_fingerprint`,
-    hex), or the shipped file is missing or does not have the recorded hash."""
+    data differ from those it was trained on (their `data_fingerprint`, hashed only once the
+    cheaper checks pass), or the shipped file is missing or does not have the recorded hash."""
     expected = PINNED_SHA256.get(data.name)
     if expected is None:
         return None, f"no domain classifier for '{data.name}' ships with genae"
@@ -159,7 +159,7 @@ def pinned_judge(data: DatasetSplits, device: str, fingerprint: str) -> tuple[Ju
             f"the domain classifier shipped for '{data.name}' ({place}) does not have the "
             f"recorded SHA-256 {expected[:16]}..., so it is not used"
         )
-    if info.get("data_fingerprint") != fingerprint:
+    if info.get("data_fingerprint") != data_fingerprint(data).hex():
         return None, (
             f"these '{data.name}' data differ from those the domain classifier shipped with "
             f"genae was trained on"
@@ -194,7 +194,7 @@ def domain_classifier(
         )
     why = "the shipped domain classifier is not used (pinned=False)"
     if pinned:
-        shipped, why = pinned_judge(data, device, data_fingerprint(data).hex())
+        shipped, why = pinned_judge(data, device)
         if shipped is not None:
             return shipped
     recipe = judge_recipe(data.name)

@@ -186,3 +186,16 @@ def sample_grid_path(run_dir: Path, epoch: int) -> Path:
 
 def write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
     write_text_atomic(run_dir / METRICS_FILE, "".join(json.dumps(m) + "\n" for m in history))
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The per-epoch rows of a run's metrics.jsonl; [] before its first epoch has ended."""
+    path = Path(run_dir) / METRICS_FILE
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    try:
+        return [json.loads(line) for line in lines if line.strip()]
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: not valid JSON lines ({exc})") from None

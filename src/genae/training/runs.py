@@ -483,7 +483,7 @@ def is_finished(run_dir: Path) -> bool:
     """A complete run: weights and one metrics row per configured epoch."""
     try:
         epochs = rundir.read_run_config(run_dir)["train"]["epochs"]
-        rows = (run_dir / rundir.METRICS_FILE).read_text().splitlines()
+        rows = rundir.read_metrics(run_dir)
     except (CheckpointError, OSError):
         return False
     return (run_dir / rundir.WEIGHTS_FILE).exists() and len(rows) >= epochs
