@@ -26,7 +26,7 @@ from PIL import Image
 
 from genae.cli import main
 from genae.commands import THREADS_HELP, model_summary
-from genae.config import TrainConfig, field_types
+from genae.config import TrainConfig, field_types, option_types
 from genae.data.download import IDX_FILES
 from genae.data.idx import write_idx
 from genae.models import MODELS
@@ -258,12 +258,15 @@ def test_train_model_help_shows_only_that_models_options(capsys, monkeypatch) ->
     text = help_text(capsys, monkeypatch, "train", "m2")
     options = option_help(text)
     assert "training options:" in text and "m2 options:" in text
-    for field in [*field_types(TrainConfig), *field_types(M2Config)]:
+    for field in [*field_types(TrainConfig), *option_types(M2Config)]:
         assert "--" + field.replace("_", "-") in options, field
     for foreign in ("--prior", "--clusters", "--block-channels", "--features", "--m1-epochs"):
         assert foreign not in options
-    assert options["--alpha"].startswith("Weight of the labelled classification loss")
-    assert "(default: 50.0)" in options["--alpha"]
+    # derived fields (the run fills them in from its data) are no flags
+    for derived in ("--labelled-examples", "--unlabelled-examples"):
+        assert derived not in options
+    assert options["--alpha"].startswith("The paper's alpha as a multiple of N")
+    assert "(default: 0.1)" in options["--alpha"]
     assert "(default: yes)" in options["--baseline"]  # booleans: --baseline / --no-baseline
     assert "--no-baseline" in text
 

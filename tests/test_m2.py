@@ -1,22 +1,30 @@
-"""M2 and M1+M2: the enumerated bound, the label budget, learning from few labels, bad input."""
+"""M2 and M1+M2: the enumerated bound, J^alpha / N and its weights, the labelled schedules, the
+warm-up, the classifier's gradient shares, M1's active units, the label budget, learning from few
+labels, bad input."""
 
+import json
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+import genae
 import genae.models.m2 as m2_module
-from genae.api import fit
+from genae.api import evaluate_run, fit
 from genae.data.arrays import from_arrays
 from genae.data.memory import TensorData, stratified_indices
 from genae.data.sources import load_dataset
-from genae.data.types import DataSpec
+from genae.data.types import DataSpec, ImageArrays
 from genae.errors import CheckpointError, ConfigError, DataError
-from genae.models.base import Batch
+from genae.models.base import Batch, Progress, TrainingSet, linear_warmup
+from genae.models.m2 import M1M2, M2, M1M2Config, active_units
 from genae.models.registry import build_model
+from genae.models.vae import VAE, VAEConfig
+from genae.training.checkpoint import load_checkpoint
 
 SMALL = {"hidden": [32], "classifier_hidden": [32], "latent_dim": 4}
+SIZES = {"labelled_examples": 20, "unlabelled_examples": 80}  # N = 100
 
 
 @pytest.fixture(scope="module")
@@ -68,23 +76,99 @@ def test_generative_accuracy_is_the_argmin_of_the_class_bounds(monkeypatch):
     assert model.evaluate(Batch(x, (generative + 1) % 4))["generative_accuracy"].mean() == 0.0
 
 
-def test_loss_mixes_labelled_and_unlabelled_terms(monkeypatch):
+def bernoulli_bound(model, v, y, kl_weight):
+    """L(v, y) written out: Bernoulli NLL of the decoded posterior mean (reparameterize is
+    patched to the mean), the KL of z weighted by the warm-up, and log K."""
+    k = model.spec.num_classes
+    onehot = F.one_hot(y, k).float()
+    mean, log_var = model.posterior(model.encoder(torch.cat([v, onehot], 1)))
+    p = torch.sigmoid(model.decoder(torch.cat([mean, onehot], 1)))
+    recon = -(v * p.log() + (1 - v) * (1 - p).log()).sum(1)
+    kl = 0.5 * (mean**2 + log_var.exp() - 1 - log_var).sum(1)
+    return recon + kl_weight * kl + math.log(k)
+
+
+def test_loss_is_one_steps_estimate_of_j_alpha_over_n(monkeypatch):
+    """(N_u/N) mean U + w (N_l/N) mean L + w alpha mean CE, with the warm-up weighting the KL
+    of z and the entropy, written out by hand."""
     monkeypatch.setattr(m2_module, "reparameterize", lambda mean, log_var: mean)
+    torch.manual_seed(0)
     spec = DataSpec(shape=(1, 2, 2), num_classes=3)
-    model = build_model("m2", {**SMALL, "alpha": 2.0}, spec)
+    config = {**SMALL, **SIZES, "alpha": 0.3, "warmup_epochs": 2}
+    model = build_model("m2", config, spec)
+    model.at_step(Progress(epoch=2, step=1, steps=4))  # warm-up (1 + 1/4) / 2
+    beta = 0.625
     x, xl, yl = torch.rand(4, 1, 2, 2), torch.rand(2, 1, 2, 2), torch.tensor([0, 2])
-    terms = model.loss(Batch(x, None, xl, yl))
-    u, _ = model.unlabelled_bound(x.flatten(1))
-    lab = model.labelled_bound(xl.flatten(1), yl)
-    ce = F.cross_entropy(model.classifier(xl.flatten(1)), yl)
-    torch.testing.assert_close(terms["loss"], u.mean() + lab.mean() + 2.0 * ce)
-    # fully unsupervised: only U; fully supervised: only L and the classifier
+    terms = model.loss(Batch(x, None, xl, yl, labelled_weight=3.0))
+
+    v, vl = x.flatten(1), xl.flatten(1)
+    q = F.softmax(model.classifier(v), -1)
+    u = sum(q[:, k] * bernoulli_bound(model, v, torch.full((4,), k), beta) for k in range(3))
+    u = u + beta * (q * q.log()).sum(1)  # minus the warmed-up entropy
+    lab = bernoulli_bound(model, vl, yl, beta)
+    ce = -F.log_softmax(model.classifier(vl), -1)[torch.arange(2), yl]
+    expected = 0.8 * u.mean() + 3.0 * (0.2 * lab.mean() + 0.3 * ce.mean())
+    torch.testing.assert_close(terms["loss"], expected, rtol=1e-5, atol=1e-5)
+    # the reported terms are the plain means, whatever their weights
+    torch.testing.assert_close(terms["unlabelled"], u.mean(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(terms["labelled"], lab.mean(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(terms["classification"], ce.mean(), rtol=1e-5, atol=1e-5)
+    assert set(terms) == {"unlabelled", "labelled", "classification", "loss"}  # step 1: no diag
+
+    # no labelled minibatch in this step: U alone; fully supervised: L and the classifier
     assert set(model.loss(Batch(x)).keys()) == {"unlabelled", "loss"}
+    torch.testing.assert_close(model.loss(Batch(x))["loss"], 0.8 * u.mean(), rtol=1e-5, atol=1e-5)
     assert set(model.loss(Batch(x, torch.tensor([0, 1, 2, 0]))).keys()) == {
         "labelled",
         "classification",
         "loss",
     }
+
+
+def test_warmup_is_linear_in_epochs_and_off_outside_training():
+    at = Progress
+    assert linear_warmup(at(1, 0, 10), 4) == 0.0
+    assert linear_warmup(at(2, 0, 10), 4) == 0.25
+    assert linear_warmup(at(3, 5, 10), 4) == pytest.approx(0.625)
+    assert linear_warmup(at(5, 0, 10), 4) == 1.0 and linear_warmup(at(9, 3, 10), 4) == 1.0
+    assert linear_warmup(at(1, 0, 10), 0) == 1.0  # no warm-up
+    assert linear_warmup(None, 4) == 1.0  # outside the trainer
+
+
+def test_m2_needs_its_data_sizes_and_takes_them_from_the_run():
+    spec = DataSpec(shape=(1, 2, 2), num_classes=3)
+    model = build_model("m2", SMALL, spec)
+    with pytest.raises(ConfigError, match="labelled_examples and unlabelled_examples"):
+        model.loss(Batch(torch.rand(2, 1, 2, 2)))
+    images = ImageArrays(torch.zeros(30, 1, 2, 2, dtype=torch.uint8))
+    adopted = M2.adopt_training_set(model.config, TrainingSet(images, 6, False, 0), {})
+    assert (adopted.labelled_examples, adopted.unlabelled_examples) == (6, 24)
+    assert M2.adopt_training_set(adopted, TrainingSet(images, 6, False, 0), {}) == adopted
+    with pytest.raises(ConfigError, match="labelled_examples: the run's data have 9"):
+        M2.adopt_training_set(adopted, TrainingSet(images, 9, False, 0), {})
+
+
+def test_gradient_shares_are_the_classifiers_gradient_from_each_term(monkeypatch):
+    monkeypatch.setattr(m2_module, "reparameterize", lambda mean, log_var: mean)
+    torch.manual_seed(2)
+    spec = DataSpec(shape=(1, 2, 2), num_classes=3)
+    model = build_model("m2", {**SMALL, **SIZES, "alpha": 0.3}, spec)
+    model.at_step(Progress(epoch=1, step=m2_module.DIAGNOSE_EVERY, steps=120))
+    x, xl, yl = torch.rand(4, 1, 2, 2), torch.rand(2, 1, 2, 2), torch.tensor([1, 2])
+    terms = model.loss(Batch(x, None, xl, yl, labelled_weight=5.0))
+
+    params = list(model.classifier.parameters())
+
+    def norm(term):
+        return torch.sqrt(sum(g.pow(2).sum() for g in torch.autograd.grad(term, params)))
+
+    u_share = 0.8 * model.unlabelled_bound(x.flatten(1))[0].mean()
+    ce_share = 0.3 * F.cross_entropy(model.classifier(xl.flatten(1)), yl)  # without the 5
+    torch.testing.assert_close(terms["classifier_grad_unlabelled"], norm(u_share))
+    torch.testing.assert_close(terms["classifier_grad_classification"], norm(ce_share))
+    terms["loss"].backward()  # the graph is still there for the step's own backward
+    model.at_step(Progress(epoch=1, step=1, steps=120))
+    assert "classifier_grad_unlabelled" not in model.loss(Batch(x, None, xl, yl))
 
 
 def test_stratified_subset_is_balanced_and_reproducible(digits):
@@ -99,18 +183,57 @@ def test_stratified_subset_is_balanced_and_reproducible(digits):
 
 def test_labelled_minibatch_rides_along_and_is_reproducible(digits):
     data = TensorData(digits.train)
-    data.use_labelled_subset(stratified_indices(data.labels, 20, 10, 0), batch_size=8)
+    subset = stratified_indices(data.labels, 20, 10, 0)
+    data.use_labelled_subset(subset, batch_size=8)
+    # the epochs run over the unlabelled examples alone
+    order = data.epoch_order(0, 1)
+    assert sorted(order.tolist()) == sorted(set(range(len(data))) - set(subset.tolist()))
     index = torch.arange(16)
-    first = data.training_batch(index, seed=0, epoch=1, step=5)
-    again = data.training_batch(index, seed=0, epoch=1, step=5)
+    first = data.training_batch(index, seed=0, epoch=1, step=5, steps=15)
+    again = data.training_batch(index, seed=0, epoch=1, step=5, steps=15)
     assert first.y is None and first.x.shape[0] == 16
-    assert first.y_labelled.shape == (8,)
+    assert first.y_labelled.shape == (8,) and first.labelled_weight == 1.0
     assert torch.equal(first.y_labelled, again.y_labelled)
     allowed = set(data.labelled_index.tolist())
     # every labelled example handed to the model is from the labelled subset, with its label
     for xl, yl in zip(first.x_labelled, first.y_labelled):
         match = [i for i in allowed if torch.equal(data.images[i].float() / 255, xl)]
         assert match and int(data.labels[match[0]]) == int(yl)
+
+
+def test_spread_schedule_serves_each_label_once_an_epoch_weighted_as_every_step(digits):
+    data = TensorData(digits.train)
+    subset = stratified_indices(data.labels, 20, 10, 0)
+    data.use_labelled_subset(subset, batch_size=8, schedule="spread")
+    batches = data.epoch_order(0, 1).split(100)
+    steps = len(batches)  # 1417 unlabelled examples: 15 steps
+    served: list[int] = []
+    weights: dict[int, float] = {}
+    for step, index in enumerate(batches):
+        batch = data.training_batch(index, 0, 1, step, steps)
+        assert batch.y is None
+        if batch.y_labelled is None:
+            continue
+        positions = data.spread_plan(0, 1, steps)[step]
+        assert torch.equal(batch.y_labelled, data.labels[subset[positions]])
+        assert torch.equal(batch.x_labelled, data.images[subset[positions]].float() / 255)
+        served += positions.tolist()
+        weights[step] = batch.labelled_weight
+        for _ in positions:  # each example's weight in the step's mean of L
+            assert batch.labelled_weight / len(positions) == pytest.approx(steps / 20)
+    # ceil(20 / 8) = 3 labelled minibatches, evenly spread from the first step; each label once
+    assert sorted(served) == list(range(20)) and sorted(weights) == [0, 5, 10]
+    # every-step: weight 1 on each of the 15 steps, a given example in a step's mean of 8 with
+    # probability 8/20 and weight 1/8: steps/20 an epoch, as above; the weights sum the same
+    assert sum(weights.values()) == pytest.approx(steps)
+    # a function of (seed, epoch, steps): the same in a fresh process, another in another epoch
+    again = TensorData(digits.train)
+    again.use_labelled_subset(subset, batch_size=8, schedule="spread")
+    plan, same = data.spread_plan(0, 1, steps), again.spread_plan(0, 1, steps)
+    assert all(torch.equal(plan[k], same[k]) for k in plan)
+    assert not torch.equal(again.spread_plan(0, 2, steps)[0], plan[0])
+    # fewer steps than minibatches: every step carries one, weight 1 each
+    assert [len(c) for c in again.spread_plan(0, 1, 2).values()] == [10, 10]
 
 
 def test_labels_propagate_on_a_tiny_problem():
@@ -166,7 +289,15 @@ def test_m1m2_trains_m1_then_m2_and_generates_images(digits, tmp_path):
     assert (tmp_path / "m1m2" / "m1" / "model.safetensors").exists()
     assert (tmp_path / "m1m2" / "samples" / "epoch_001.png").exists()
     model = run.model
-    assert model.classifier[0].in_features == 6  # M2 works on M1's 6-d codes
+    # M2 works on M1's active units (of its 6), recorded in config.json and reported
+    units = model.config.m1_units
+    assert 1 <= len(units) <= 6 and model.classifier[0].in_features == len(units)
+    saved = json.loads((tmp_path / "m1m2" / "config.json").read_text())["model_config"]
+    assert saved["m1_units"] == list(units) and saved["m1_activation"] == "softplus"
+    assert run.history[-1]["val_m1_active_units"] == len(units)
+    loaded = genae.load(tmp_path / "m1m2")
+    assert loaded.config.m1_units == units and loaded.units.tolist() == list(units)
+    assert evaluate_run(tmp_path / "m1m2", data=digits)["m1_active_units"] == len(units)
     images = model.sample(4, torch.tensor([0, 1, 2, 3]))
     assert images.shape == (4, 1, 8, 8) and images.min() >= 0 and images.max() <= 1
     assert 0 <= run.history[-1]["val_accuracy"] <= 1
@@ -209,3 +340,95 @@ def test_unsupervised_m2_reports_clustering_accuracy(digits, tmp_path):
     assert last["val_accuracy_gain_over_baseline"] == pytest.approx(
         last["val_accuracy"] - last["val_supervised_baseline_accuracy"], abs=1e-9
     )
+
+
+def linear_m1(stds_wanted: list[float]) -> tuple[VAE, TrainingSet]:
+    """An M1 whose posterior mean is linear in pixel 0 (no hidden layer), and images whose pixel
+    0 is 0 or 1 in equal numbers (std 0.5): unit j's mean has std 0.5 * |weight j|."""
+    spec = DataSpec(shape=(1, 2, 2))
+    m1 = VAE(VAEConfig(hidden=(), latent_dim=len(stds_wanted)), spec).eval()
+    with torch.no_grad():
+        m1.posterior.mean.weight.zero_()
+        m1.posterior.mean.weight[:, 0] = torch.tensor(stds_wanted) / 0.5
+        m1.posterior.mean.bias.fill_(0.7)  # an offset changes no std
+    images = torch.zeros(40, 1, 2, 2, dtype=torch.uint8)
+    images[::2, 0, 0, 0] = 255
+    images[:, 0, 1, 1] = torch.randint(0, 256, (40,), dtype=torch.uint8)  # weight 0: no effect
+    return m1, TrainingSet(ImageArrays(images), 0, False, 0)
+
+
+def test_active_units_are_those_whose_posterior_mean_varies(monkeypatch):
+    m1, train = linear_m1([0.5, 0.05, 0.15, 0.095, -0.3])
+    assert active_units(m1, train, 0.1) == (0, 2, 4)
+    assert active_units(m1, train, 0.0) == (0, 1, 2, 3, 4)
+    assert active_units(m1, train, 0.6) == (0,)  # none: the most varying one, so M2 has input
+    # binarised runs measure on one fixed, seeded draw: the same units every time
+    grey = TrainingSet(ImageArrays(train.data.images // 2 + 60), 0, True, 3)
+    assert active_units(m1, grey, 0.1) == active_units(m1, grey, 0.1)
+    # M2 sees the kept units alone; decoding puts the others at their prior mean, 0
+    spec = DataSpec(shape=(1, 2, 2), num_classes=2)
+    config = M1M2Config(**SMALL, m1_hidden=(), m1_latent_dim=5, m1_units=(0, 2, 4))
+    model = M1M2(config, spec).eval()
+    model.m1.load_state_dict(m1.state_dict())
+    x = train.data.images[:6].float() / 255
+    assert model.classifier[0].in_features == 3
+    torch.testing.assert_close(model.features(x), m1.latent_codes(x)[:, [0, 2, 4]])
+    decoded = model.features_to_images(torch.ones(1, 3))
+    full = m1.likelihood.mean(m1.decode(torch.tensor([[1.0, 0, 1, 0, 1]]))).view(1, 1, 2, 2)
+    torch.testing.assert_close(decoded, full)
+    with pytest.raises(ConfigError, match="m1_units"):
+        M1M2Config(m1_latent_dim=5, m1_units=(0, 5)).validate()
+
+
+def test_spread_and_warmup_resume_mid_epoch_exactly_and_report_gradient_shares(
+    digits, tmp_path, monkeypatch
+):
+    """A run cut after a mid-epoch checkpoint, resumed, ends as the uninterrupted one: weights,
+    and the per-epoch train_ means of terms some steps do not report (the labelled ones under
+    the spread schedule, the gradient shares)."""
+    train = {
+        "epochs": 3,
+        "batch_size": 50,
+        "max_train_examples": 400,  # 350 unlabelled: 7 steps an epoch
+        "labels": 50,
+        "labelled_batch_size": 20,  # 3 labelled minibatches an epoch: steps 0, 2 and 4
+        "labelled_schedule": "spread",
+        "checkpoint_every": 3,
+        "progress": False,
+        "snapshot_epochs": [],
+    }
+    config = {**SMALL, "warmup_epochs": 2}
+    full = fit("m2", model_config=config, train_config=train, data=digits, run_dir=tmp_path / "a")
+
+    calls = {"n": 0}
+    original = TensorData.training_batch
+
+    def crashing(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 12:  # epoch 2, step 4: after the checkpoint at its step 2
+            raise KeyboardInterrupt
+        return original(self, *args)
+
+    monkeypatch.setattr(TensorData, "training_batch", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        fit("m2", model_config=config, train_config=train, data=digits, run_dir=tmp_path / "b")
+    monkeypatch.setattr(TensorData, "training_batch", original)
+    _, meta = load_checkpoint(tmp_path / "b" / "checkpoint.safetensors")
+    assert (meta["state"]["epoch"], meta["state"]["step_in_epoch"]) == (2, 2)
+    resumed = fit("m2", train_config={}, data=digits, run_dir=tmp_path / "b", resume=True)
+
+    for key, value in full.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[key], value), key
+    timing = "train_samples_per_s"
+    assert [{k: v for k, v in r.items() if k != timing} for r in resumed.history] == [
+        {k: v for k, v in r.items() if k != timing} for r in full.history
+    ]
+    rows = [
+        json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+    ]
+    for row in rows:  # measured at each epoch's first step, which carries labels too
+        assert row["train_classifier_grad_unlabelled"] > 0
+        assert row["train_classifier_grad_classification"] > 0
+        assert row["train_classification"] > 0 and row["train_labelled"] > 0
+    config_json = json.loads((tmp_path / "a" / "config.json").read_text())["model_config"]
+    assert (config_json["labelled_examples"], config_json["unlabelled_examples"]) == (50, 350)

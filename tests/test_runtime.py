@@ -15,8 +15,16 @@ import textwrap
 
 import pytest
 
+from genae import runtime
 from genae.errors import ConfigError
-from genae.runtime import WAITING, choose_threads, configure_environment
+from genae.runtime import (
+    WAITING,
+    ProcessRegistry,
+    choose_threads,
+    choose_waiting,
+    configure_environment,
+    other_runnable_tasks,
+)
 
 # Flushing is probed per thread: with torch at 2 threads, a parallel op over 2**20 elements
 # gives the first half to the calling thread and the second half to an OpenMP worker. The input
@@ -108,11 +116,104 @@ def test_environment_user_values_win_and_threads_option_is_exported():
     configure_environment(["train", "--threads", "2"], environ)
     assert environ == {"OMP_WAIT_POLICY": "ACTIVE", "OMP_NUM_THREADS": "2"}
     environ = {}
-    configure_environment([], environ)
+    configure_environment([], environ, competition=lambda n: 5)
     assert environ == WAITING
     environ = {"GOMP_SPINCOUNT": "7"}
-    configure_environment([], environ)
+    configure_environment([], environ, competition=lambda n: 5)
     assert environ == {"GOMP_SPINCOUNT": "7"}
+
+
+# --- the wait policy follows the load -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("competing", "threads", "passive"),
+    [
+        (0, 2, False),  # alone on 2 cores: spin, as torch does
+        (1, 2, True),  # one other busy thread and 2 of ours on 2 cores: sleep
+        (1, 1, False),  # one thread of ours fits beside it
+        (2, 2, True),  # another 2-thread genae job
+        (None, 2, True),  # the load cannot be read: assume company
+    ],
+)
+def test_waiting_is_passive_only_when_the_cores_are_taken(competing, threads, passive):
+    variables, why = choose_waiting(competing, threads, cores=2)
+    assert variables == (WAITING if passive else {})
+    assert why.startswith("passive" if passive else "spinning")
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "threads"),
+    [
+        ([], {}, 2),  # torch's default: one per core
+        (["--threads", "1"], {}, 1),
+        ([], {"OMP_NUM_THREADS": "1"}, 1),
+        ([], {"LOCAL_WORLD_SIZE": "2"}, 1),  # two ranks share the 2 cores
+    ],
+)
+def test_the_competition_is_asked_about_the_threads_this_process_will_use(
+    argv, environ, threads, monkeypatch
+):
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 2)
+    asked = []
+    configure_environment(argv, environ, competition=lambda n: asked.append(n) or 0)
+    assert asked == [threads]
+
+
+def test_waiting_left_to_the_user_or_off():
+    environ = {"OMP_WAIT_POLICY": "ACTIVE"}
+    assert configure_environment([], environ, competition=lambda n: 9).waiting == "the user's"
+    environ = {"GENAE_THREADS": "off"}
+    assert configure_environment([], environ, competition=lambda n: 9).waiting == "left alone"
+    assert environ == {"GENAE_THREADS": "off"}
+
+
+def test_registry_sees_live_processes_and_forgets_ended_ones(tmp_path):
+    registry = ProcessRegistry(tmp_path)
+    # another genae process: a child that registers with 3 threads, then waits to be told to end
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from pathlib import Path
+        from genae.runtime import ProcessRegistry
+        ProcessRegistry(Path({str(tmp_path)!r})).register(3)
+        print("registered", flush=True)
+        sys.stdin.read()
+        """
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout.readline().strip() == "registered"
+        registry.register(2)
+        assert registry.other_threads() == 3  # itself not counted
+        names = sorted(p.name for p in tmp_path.iterdir())
+        assert names == sorted([str(child.pid), str(os.getpid())])
+    finally:
+        child.communicate("")
+    assert registry.other_threads() == 0  # the lock died with the child
+    assert [p.name for p in tmp_path.iterdir()] == [str(os.getpid())]
+
+
+def test_competing_threads_takes_the_busier_count(tmp_path, monkeypatch):
+    monkeypatch.setattr(runtime, "other_runnable_tasks", lambda: 1)
+    assert runtime.competing_threads(2, ProcessRegistry(tmp_path)) == 1
+    monkeypatch.setattr(runtime, "other_runnable_tasks", lambda: None)
+    (tmp_path / "sub").mkdir()
+    assert runtime.competing_threads(2, ProcessRegistry(tmp_path / "sub")) == 0
+    blocked = tmp_path / "file"
+    blocked.write_text("")  # the registry cannot be made under a file, and no run queue
+    assert runtime.competing_threads(2, ProcessRegistry(blocked / "sub")) is None
+
+
+def test_other_runnable_tasks_reads_the_run_queue(tmp_path):
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_text("0.52 0.58 0.59 3/219 12345\n")
+    assert other_runnable_tasks(str(loadavg)) == 2  # the caller is one of the 3
+    loadavg.write_text("garbage\n")
+    assert other_runnable_tasks(str(loadavg)) is None
+    assert other_runnable_tasks(str(tmp_path / "missing")) is None
 
 
 @pytest.mark.parametrize(
@@ -220,15 +321,21 @@ def runtime_line(result: subprocess.CompletedProcess) -> str:
 
 
 @x86_only
-def test_cli_sets_passive_waiting_before_torch_loads_and_flushes():
-    # OMP_DISPLAY_ENV makes libgomp print the settings it read when torch loaded it.
+def test_cli_sets_the_waiting_before_torch_loads_and_flushes():
+    # OMP_DISPLAY_ENV makes libgomp print the settings it read when torch loaded it; whichever
+    # way the load made genae choose, libgomp must have read that choice.
     result = run_python(
         "", {"GENAE_SHOW_RUNTIME": "1", "OMP_DISPLAY_ENV": "TRUE"}, "-m", "genae", "datasets"
     )
     assert result.returncode == 0, result.stderr
-    assert "OMP_WAIT_POLICY = 'PASSIVE'" in result.stderr
     line = runtime_line(result)
-    assert "OMP_WAIT_POLICY PASSIVE" in line and "flush_denormal True" in line
+    assert "flush_denormal True" in line
+    if "waiting passive" in line:
+        assert "OMP_WAIT_POLICY PASSIVE" in line
+        assert "OMP_WAIT_POLICY = 'PASSIVE'" in result.stderr
+    else:
+        assert "waiting spinning" in line and "OMP_WAIT_POLICY unset" in line
+        assert "OMP_WAIT_POLICY = 'PASSIVE'" not in result.stderr
 
 
 @pytest.mark.parametrize(

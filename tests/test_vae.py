@@ -8,7 +8,7 @@ from torch import distributions as D
 
 from genae.data.types import DataSpec
 from genae.errors import ConfigError
-from genae.models.base import Batch
+from genae.models.base import Batch, Progress
 from genae.models.registry import build_model
 from genae.nn.divergences import kl_normal_standard, log_normal_diag, log_normal_standard
 from genae.nn.likelihoods import Bernoulli, Gaussian
@@ -86,6 +86,30 @@ def test_vae_loss_equals_hand_written_elbo():
     torch.manual_seed(42)
     metrics = model.evaluate(Batch(x))
     torch.testing.assert_close(metrics["neg_elbo"], recon + kl, rtol=1e-5, atol=1e-5)
+
+
+def test_kl_warmup_and_free_bits_change_the_loss_not_the_reported_kl():
+    """Free bits charge each unit's batch-mean KL at least `free_bits` nats; the warm-up scales
+    the charge; the reported kl and the evaluation stay the plain KL."""
+    spec = DataSpec(shape=(1, 2, 2))
+    config = {"hidden": [], "latent_dim": 3, "kl_warmup_epochs": 4, "free_bits": 0.5}
+    model = build_model("vae", config, spec)
+    kl_units = torch.tensor([[0.1, 1.0, 0.2], [0.3, 2.0, 0.4]])  # unit means 0.2, 1.5, 0.3
+    assert model.kl_penalty(kl_units).item() == pytest.approx(0.5 + 1.5 + 0.5)
+    model.at_step(Progress(epoch=2, step=0, steps=10))  # a quarter of the way
+    assert model.kl_penalty(kl_units).item() == pytest.approx(0.25 * 2.5)
+    x = torch.rand(2, 1, 2, 2)
+    plain = build_model("vae", {"hidden": [], "latent_dim": 3}, spec)
+    plain.load_state_dict(model.state_dict())
+    torch.manual_seed(3)
+    terms = model.loss(Batch(x))
+    torch.manual_seed(3)
+    reference = plain.loss(Batch(x))
+    assert terms["kl"].item() == pytest.approx(reference["kl"].item())
+    assert terms["recon"].item() == pytest.approx(reference["recon"].item())
+    assert terms["loss"].item() != pytest.approx(reference["loss"].item())
+    with pytest.raises(ConfigError, match="free_bits"):
+        build_model("vae", {"free_bits": -1}, spec)
 
 
 def test_vae_shapes_and_sampling_are_in_range():

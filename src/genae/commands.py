@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 import torch
 
 from genae.api import evaluate_run, resolve_data
-from genae.config import TrainConfig, field_docs, field_types, from_mapping, read_toml, suggest
+from genae.config import TrainConfig, field_docs, from_mapping, option_types, read_toml, suggest
 from genae.data.memory import seeded_generator
 from genae.data.sources import list_datasets
 from genae.demo import run_demo
@@ -129,11 +129,12 @@ def _shown(value: Any) -> str:
 
 
 def _add_config_flags(group: argparse._ArgumentGroup, cls: type, dest_prefix: str) -> None:
-    """One flag per field of config dataclass `cls`, its help from the field's docstring. Values
-    stay strings (None when not given) and are checked by the config layer."""
+    """One flag per field of config dataclass `cls` (but a derived one, which the run sets), its
+    help from the field's docstring. Values stay strings (None when not given) and are checked
+    by the config layer."""
     docs = field_docs(cls)
     defaults = vars(cls())
-    for name, annotation in field_types(cls).items():
+    for name, annotation in option_types(cls).items():
         doc = docs.get(name, "").removesuffix(".").replace("%", "%%")  # argparse formats with %
         help_line = f"{doc} (default: {_shown(defaults[name])})"
         if annotation is bool:
@@ -166,7 +167,7 @@ def _option_owners(models: Mapping[str, type]) -> dict[str, list[str]]:
     """Each model flag (with --no-X for booleans) -> the models that have it."""
     owners: dict[str, list[str]] = {}
     for name, cls in models.items():
-        for field, annotation in field_types(cls.config_class).items():
+        for field, annotation in option_types(cls.config_class).items():
             flags = [_flag(field)] + ([_flag(f"no_{field}")] if annotation is bool else [])
             for flag in flags:
                 owners.setdefault(flag, []).append(name)

@@ -140,11 +140,31 @@ def to_mapping(config: Any) -> dict[str, Any]:
     }
 
 
+# The metadata key of a derived field (`derived`).
+DERIVED = "derived"
+
+
+def derived(default: Any) -> Any:
+    """A config field the run fills in before the model is built, from its data or its helper
+    networks (e.g. M2's data sizes, M1+M2's active M1 units): recorded in config.json, so a
+    loaded or resumed run has the same value, and never a command-line flag."""
+    return dataclasses.field(default=default, metadata={DERIVED: True})
+
+
+def option_types(cls: type) -> dict[str, Any]:
+    """`field_types` of the fields a user sets: every field but the derived ones."""
+    derived_names = {f.name for f in dataclasses.fields(cls) if f.metadata.get(DERIVED)}
+    return {k: v for k, v in field_types(cls).items() if k not in derived_names}
+
+
 def require(condition: bool, where: str, expected: str, got: Any) -> None:
     """Raise a ConfigError of the standard shape unless `condition` holds."""
     if not condition:
         raise ConfigError(f"{where}: expected {expected}, got {got!r}")
 
+
+# How the labelled subset of a semi-supervised run is served (TrainConfig.labelled_schedule).
+LABELLED_SCHEDULES = ("every-step", "spread")
 
 # Factor on the base learning rate at training progress t in [0, 1).
 LR_SCHEDULES: dict[str, Any] = {
@@ -188,7 +208,13 @@ class TrainConfig:
     labels: int | str = "all"
     """Semi-supervised models: "all", or N labelled examples (N/K per class)."""
     labelled_batch_size: int = 100
-    """Labelled examples in each step when labels is a number."""
+    """Labelled examples in each labelled minibatch when labels is a number."""
+    # A training option, beside labelled_batch_size, not a model's: it is how the data layer
+    # serves the labelled subset to any semi-supervised model (M2, aae-ss). A model sees only
+    # each step's labelled minibatch and its weight (Batch.labelled_weight), which keeps an
+    # objective summed over the data unbiased under either schedule.
+    labelled_schedule: str = "every-step"
+    """every-step (a random labelled minibatch each step) | spread (each label once an epoch)."""
     snapshot_epochs: tuple[int, ...] = (1, 5, 10)
     """Epochs after which a sample grid is saved (the last epoch always is), comma-separated."""
     checkpoint_every: int = 0
@@ -257,6 +283,12 @@ class TrainConfig:
             "labelled_batch_size",
             "an integer >= 1",
             self.labelled_batch_size,
+        )
+        require(
+            self.labelled_schedule in LABELLED_SCHEDULES,
+            "labelled_schedule",
+            "one of " + ", ".join(repr(k) for k in LABELLED_SCHEDULES),
+            self.labelled_schedule,
         )
         require(
             self.checkpoint_every >= 0, "checkpoint_every", "an integer >= 0", self.checkpoint_every

@@ -45,13 +45,28 @@ class TensorData:
         self.labels = arrays.labels.to(device) if arrays.labels is not None else None
         self.binarize = binarize
         self.labelled_index: torch.Tensor | None = None  # set by `use_labelled_subset`
+        # The examples of the unlabelled stream: all of them, or those without labels.
+        self.unlabelled_index: torch.Tensor | None = None
         self.labelled_batch_size = 0
+        self.labelled_schedule = "every-step"
+        self._plan: tuple[tuple[int, int, int], dict[int, torch.Tensor]] | None = None
 
-    def use_labelled_subset(self, index: torch.Tensor, batch_size: int) -> None:
-        """Train semi-supervised: only examples in `index` keep their labels, and each training
-        batch carries `batch_size` of them (all of them when there are fewer)."""
+    def use_labelled_subset(
+        self, index: torch.Tensor, batch_size: int, schedule: str = "every-step"
+    ) -> None:
+        """Train semi-supervised: only examples in `index` keep their labels. The epochs run
+        over the other examples, without labels (the unlabelled sum of Kingma et al.'s
+        objective), and labelled minibatches of `batch_size` (all of them when there are
+        fewer) ride along: every step ("every-step", drawn afresh each step), or spread evenly
+        over the epoch's steps so that each labelled example is served once an epoch
+        ("spread")."""
         self.labelled_index = index.to(self.device)
+        keep = torch.ones(len(self), dtype=torch.bool, device=self.device)
+        keep[self.labelled_index] = False
+        self.unlabelled_index = torch.nonzero(keep).flatten()
         self.labelled_batch_size = batch_size
+        self.labelled_schedule = schedule
+        self._plan = None
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -61,10 +76,13 @@ class TensorData:
         return self.images.device
 
     def epoch_order(self, seed: int, epoch: int) -> torch.Tensor:
-        """The example order for one epoch: a function of (seed, epoch) only, so a resumed run
-        visits exactly the examples an uninterrupted one would."""
-        perm = torch.randperm(len(self), generator=seeded_generator(seed, epoch))
-        return perm.to(self.device)
+        """The example order for one epoch (of the unlabelled examples, in semi-supervised
+        training): a function of (seed, epoch) only, so a resumed run visits exactly the
+        examples an uninterrupted one would."""
+        stream = self.unlabelled_index
+        size = len(self) if stream is None else len(stream)
+        perm = torch.randperm(size, generator=seeded_generator(seed, epoch)).to(self.device)
+        return perm if stream is None else stream[perm]
 
     def batch(self, index: torch.Tensor) -> Batch:
         x = self.images[index].float().div_(255.0)
@@ -72,22 +90,46 @@ class TensorData:
             x = torch.bernoulli(x)
         return Batch(x=x, y=self.labels[index] if self.labels is not None else None)
 
-    def training_batch(self, index: torch.Tensor, seed: int, epoch: int, step: int) -> Batch:
-        """The batch for one training step; with a labelled subset, `x` loses its labels and a
-        labelled minibatch drawn by a (seed, epoch, step) generator rides along, so resumed runs
-        draw the same labelled examples."""
+    def training_batch(
+        self, index: torch.Tensor, seed: int, epoch: int, step: int, steps: int
+    ) -> Batch:
+        """The batch for step `step` of the `steps` of an epoch; with a labelled subset, `x`
+        comes without labels and, on the steps the schedule says, a labelled minibatch rides
+        along with its weight (`Batch.labelled_weight`). Every draw comes from a generator
+        seeded by (seed, epoch[, step]), so resumed runs draw the same labelled examples."""
         batch = self.batch(index)
         if self.labelled_index is None:
             return batch
         batch.y = None
-        if len(self.labelled_index):
+        labelled = len(self.labelled_index)
+        if not labelled:
+            return batch
+        if self.labelled_schedule == "spread":
+            pick = self.spread_plan(seed, epoch, steps).get(step)
+            if pick is None:
+                return batch
+            # E over the epoch: sum_j S |chunk_j| / N_l * mean_chunk_j = S * mean over all
+            batch.labelled_weight = steps * len(pick) / labelled
+        else:
             gen = seeded_generator(seed, epoch, step, 17)
-            pick = torch.randperm(len(self.labelled_index), generator=gen)
-            labelled = self.batch(
-                self.labelled_index[pick[: self.labelled_batch_size].to(self.device)]
-            )
-            batch.x_labelled, batch.y_labelled = labelled.x, labelled.y
+            pick = torch.randperm(labelled, generator=gen)[: self.labelled_batch_size]
+        part = self.batch(self.labelled_index[pick.to(self.device)])
+        batch.x_labelled, batch.y_labelled = part.x, part.y
         return batch
+
+    def spread_plan(self, seed: int, epoch: int, steps: int) -> dict[int, torch.Tensor]:
+        """The "spread" schedule of one epoch: step -> positions in the labelled subset. One
+        seeded permutation of the subset, cut into M = min(steps, ceil(N_l / batch size))
+        nearly equal minibatches, minibatch j at step floor(j * steps / M): the first at the
+        epoch's first step, the rest evenly spaced. Computed once per epoch."""
+        key = (seed, epoch, steps)
+        if self._plan is None or self._plan[0] != key:
+            labelled = len(self.labelled_index)
+            count = min(steps, -(-labelled // self.labelled_batch_size))
+            order = torch.randperm(labelled, generator=seeded_generator(seed, epoch, 23))
+            chunks = order.tensor_split(count)
+            self._plan = (key, {j * steps // count: c for j, c in enumerate(chunks)})
+        return self._plan[1]
 
     def batches(self, batch_size: int):
         """Sequential batches (for evaluation)."""

@@ -154,6 +154,11 @@ class Batch:
     # labelled subset rides along, so a few labels are seen in every step.
     x_labelled: torch.Tensor | None = None
     y_labelled: torch.Tensor | None = None
+    # What the labelled minibatch's terms are multiplied by in an objective summed over the data,
+    # so that its expectation over an epoch's steps is the same whichever schedule served it:
+    # 1 when one rides along every step; (steps per epoch) * (its size / labelled examples)
+    # when each labelled example is served once an epoch (TrainConfig.labelled_schedule).
+    labelled_weight: float = 1.0
 
     def __len__(self) -> int:
         return self.x.shape[0]

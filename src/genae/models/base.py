@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genae.data.types import Batch, DataSpec
+from genae.data.types import Batch, DataSpec, ImageArrays
 from genae.errors import ConfigError
 from genae.nn.priors import Prior
 
@@ -42,6 +42,39 @@ class Pretrained:
     shared: bool = False  # one per dataset and config in the cache, not one per run
     run_dir: str | None = None  # a trained run the user named: used as it is, never trained
     option: str = ""  # the config field that names such a run, for error messages
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """The examples a run trains on, as a model's config is fitted to them
+    (`GenerativeModel.adopt_training_set`)."""
+
+    data: ImageArrays  # the training split as trained on
+    labelled: int  # how many keep their labels (all of them unless the run sets --labels N)
+    binarize: bool  # the run binarises its pixels
+    seed: int  # the run's seed (for a fixed binarisation of `data`)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where training stands, handed to the model before every step (`GenerativeModel.at_step`).
+    A function of the step alone, so a resumed run sees what an uninterrupted one did."""
+
+    epoch: int  # the epoch in progress, from 1
+    step: int  # steps of this epoch already done
+    steps: int  # steps per epoch
+
+    @property
+    def epochs_done(self) -> float:
+        return self.epoch - 1 + self.step / self.steps
+
+
+def linear_warmup(progress: Progress | None, epochs: float) -> float:
+    """The weight of a term warmed up linearly from 0 to 1 over the first `epochs` epochs of
+    training (Sønderby et al. 2016); 1 with epochs 0, and outside the trainer (no progress)."""
+    if epochs <= 0 or progress is None:
+        return 1.0
+    return min(1.0, progress.epochs_done / epochs)
 
 
 @dataclass
@@ -75,6 +108,7 @@ class GenerativeModel(nn.Module):
             )
         self.config = config
         self.spec = spec
+        self.progress: Progress | None = None  # set by the trainer (`at_step`)
 
     # --- helper networks, trained before the model (see `Pretrained`) ------------------------
     @classmethod
@@ -98,7 +132,25 @@ class GenerativeModel(nn.Module):
         """Take the trained helpers (by role, in eval mode) before training starts. Default:
         nothing to take."""
 
+    # --- the data a run trains on -------------------------------------------------------------
+    @classmethod
+    def adopt_training_set(
+        cls, config: Any, train: TrainingSet, helpers: Mapping[str, GenerativeModel]
+    ) -> Any:
+        """`config` with its derived fields (`genae.config.derived`) filled in from the examples
+        the run trains on and the helpers trained so far: what an objective weights by (M2's
+        data sizes), what a helper makes of the data (M1+M2's active M1 units). The run calls
+        it before building the model and again once its own helpers are trained; on a resume
+        it gets the same data, so a derived field comes out as config.json has it. Default:
+        `config` unchanged."""
+        return config
+
     # --- training -----------------------------------------------------------------------------
+    def at_step(self, progress: Progress) -> None:
+        """Called by the trainer before every training step: a model whose loss changes as
+        training goes (a warm-up, an occasional diagnostic) reads `self.progress`."""
+        self.progress = progress
+
     def phases(self) -> list[Phase]:
         """The phases run on every batch, in order. Default: one phase minimising `loss`."""
         return [Phase("loss", self.loss, list(self.parameters()))]

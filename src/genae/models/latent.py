@@ -21,7 +21,7 @@ from genae.models.base import (
     Reconstructs,
 )
 from genae.nn.blocks import reparameterize, standard_normal
-from genae.nn.divergences import kl_normal_standard, log_normal_diag, log_normal_standard
+from genae.nn.divergences import kl_normal_standard_units, log_normal_diag, log_normal_standard
 from genae.nn.likelihoods import Likelihood
 
 
@@ -56,20 +56,28 @@ class GaussianLatentVAE(GenerativeModel, LatentCodes, LogWeights, Reconstructs):
 
     # --- the objective ------------------------------------------------------------------------
     def _terms(self, x: torch.Tensor, c: torch.Tensor | None):
-        """Per-example reconstruction NLL and KL, and the posterior mean."""
+        """Per-example reconstruction NLL, the KL of each latent unit (B, d), and the
+        posterior mean."""
         mean, log_var = self.encode(x, c)
         z = reparameterize(mean, log_var)
         recon_nll = -self.likelihood.log_prob(self.decode(z, c), x.flatten(1))
-        return recon_nll, kl_normal_standard(mean, log_var), mean
+        return recon_nll, kl_normal_standard_units(mean, log_var), mean
 
     def loss(self, batch: Batch) -> LossTerms:
-        recon_nll, kl, _ = self._terms(batch.x, self._condition(batch.y))
-        recon, kl = recon_nll.mean(), kl.mean()
-        return {"loss": recon + kl, "recon": recon, "kl": kl}
+        recon_nll, kl_units, _ = self._terms(batch.x, self._condition(batch.y))
+        recon, kl = recon_nll.mean(), kl_units.sum(-1).mean()
+        return {"loss": recon + self.kl_penalty(kl_units), "recon": recon, "kl": kl}
+
+    def kl_penalty(self, kl_units: torch.Tensor) -> torch.Tensor:
+        """What the training loss charges for the KL, given each unit's KL (B, d): the batch
+        mean of KL(q(z|x) || p(z)), as the ELBO has it. A model may warm it up or floor it
+        (the MLP VAE's kl_warmup_epochs and free_bits)."""
+        return kl_units.sum(-1).mean()
 
     def evaluate(self, batch: Batch) -> dict[str, torch.Tensor]:
         x, c = batch.x, self._condition(batch.y)
-        recon_nll, kl, mean = self._terms(x, c)
+        recon_nll, kl_units, mean = self._terms(x, c)
+        kl = kl_units.sum(-1)
         recon_mean = self.likelihood.mean(self.decode(mean, c))
         return {
             "neg_elbo": recon_nll + kl,

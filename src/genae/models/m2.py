@@ -6,8 +6,19 @@ Inference         q(y | x)  (a classifier)  and  q(z | x, y).
 
 Labelled (x, y):   L(x, y) = E_q(z|x,y)[-log p(x|y,z)] + KL(q(z|x,y) || p(z)) - log p(y)
 Unlabelled x:      U(x)    = sum_y q(y|x) L(x, y) - H(q(y|x))
-Objective:         mean U over the unlabelled batch + mean L over the labelled batch
-                   + alpha * mean [-log q(y|x)] over the labelled batch.
+Objective:         J^alpha = sum over the N_l labelled L(x, y) + sum over the N_u unlabelled U(x)
+                             + alpha * mean over the labelled [-log q(y|x)],  alpha = 0.1 N.
+
+Each step minimises an unbiased estimate of J^alpha / N, N = N_l + N_u:
+
+    (N_u / N) mean U  +  w (N_l / N) mean L  +  w (alpha / N) mean [-log q(y|x)]
+
+over the step's unlabelled minibatch and its labelled minibatch, w being the labelled
+minibatch's weight for how often one rides along (`Batch.labelled_weight`). N_l and N_u are
+config fields the run fills in from its data. With 100 labels in 55,000 examples the labelled
+bound weighs ~1/550 of the unlabelled one, as in the paper; per-batch means weighted 1, 1 and 50
+(the objective before) made the labels some 500 times heavier, and q(y|x) memorised them within
+three epochs, after which the unlabelled data taught it nothing.
 
 The sum over y is exact: every unlabelled example is paired with all K classes in one batched
 pass (B*K rows), not a Python loop. U(x) is an upper bound on -log p(x), reported as neg_elbo.
@@ -22,7 +33,8 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
-from genae.config import require
+from genae.config import derived, require
+from genae.data.memory import TensorData
 from genae.data.types import DataSpec
 from genae.errors import CheckpointError, ConfigError
 from genae.models.base import (
@@ -32,11 +44,14 @@ from genae.models.base import (
     LossTerms,
     Phase,
     Pretrained,
+    TrainingSet,
+    linear_warmup,
     parameters_of,
 )
 from genae.models.registry import register
 from genae.models.vae import VAE, VAEConfig
 from genae.nn.blocks import (
+    ACTIVATIONS,
     GaussianHead,
     mlp,
     reparameterize,
@@ -47,12 +62,17 @@ from genae.nn.divergences import kl_normal_standard
 from genae.nn.likelihoods import Bernoulli, LearnedGaussian, Likelihood
 from genae.scores import clustering_accuracy
 
+# Steps between two measurements of the classifier's gradient from each term (from each epoch's
+# first step): two backward passes through the classifier alone, cheap beside the step's own.
+DIAGNOSE_EVERY = 50
+
 
 @dataclass
 class M2Config:
     # The paper used one layer of 500 on MNIST. On Fashion-MNIST (100 labels, binarised, 30
     # epochs, seed 0) two layers took M2's gain over its baseline from +3.0 to +7.4 points (seeds
     # 1-3: +1.4 to +2.5): the unlabelled data teach q(y|x) only what the decoder can tell apart.
+    # (Measured with the objective before J^alpha / N: see the module docstring.)
     hidden: tuple[int, ...] = (500, 500)
     """Widths of the encoder's hidden layers; the decoder mirrors them (comma-separated)."""
     classifier_hidden: tuple[int, ...] = (500,)
@@ -61,13 +81,18 @@ class M2Config:
     """Dimension of the Gaussian latent z."""
     activation: str = "softplus"
     """relu | leaky_relu | tanh | elu | softplus (the paper's choice)."""
-    # The paper's alpha = 0.1 * N multiplies an average over labelled data in an objective summed
-    # over all N examples; with per-batch means and a labelled minibatch in every step, a
-    # per-example weight of this order plays the same role.
-    alpha: float = 50.0
-    """Weight of the labelled classification loss."""
+    # In J^alpha / N the paper's alpha = 0.1 N weighs the mean labelled cross-entropy by 0.1.
+    # (Pyro's SS-VAE multiplies a summed cross-entropy by 46 beside a summed ELBO.)
+    alpha: float = 0.1
+    """The paper's alpha as a multiple of N (alpha = this x N): weight of the mean labelled CE."""
+    warmup_epochs: int = 0
+    """Epochs over which the KL of z and the entropy of q(y|x) ramp from 0 to 1 (0: none)."""
     baseline: bool = True
     """Also train the same classifier on the labels alone, as a yardstick."""
+    labelled_examples: int | None = derived(None)
+    """N_l, the labelled training examples: set by the run from its data."""
+    unlabelled_examples: int | None = derived(None)
+    """N_u, the unlabelled training examples: set by the run from its data."""
 
     def validate(self) -> None:
         require(self.latent_dim >= 1, "latent_dim", "an integer >= 1", self.latent_dim)
@@ -75,11 +100,21 @@ class M2Config:
         require_mlp_fields(self.activation, min_layers=1, hidden=self.hidden)
         require_mlp_fields(self.activation, classifier_hidden=self.classifier_hidden)
         require(self.alpha >= 0, "alpha", "a weight >= 0", self.alpha)
+        require(self.warmup_epochs >= 0, "warmup_epochs", "an integer >= 0", self.warmup_epochs)
+        for name in ("labelled_examples", "unlabelled_examples"):
+            value = getattr(self, name)
+            require(value is None or value >= 0, name, "a number of examples >= 0", value)
 
 
 def entropy_of_logits(logits: torch.Tensor) -> torch.Tensor:
     log_q = F.log_softmax(logits, dim=-1)
     return -(log_q.exp() * log_q).sum(-1)
+
+
+def gradient_norm(term: torch.Tensor, parameters: list[torch.nn.Parameter]) -> torch.Tensor:
+    """||d term / d parameters||, leaving the graph for the step's own backward."""
+    grads = torch.autograd.grad(term, parameters, retain_graph=True, allow_unused=True)
+    return torch.sqrt(sum(g.pow(2).sum() for g in grads if g is not None)).detach()
 
 
 class SemiSupervisedVAE(GenerativeModel, LatentCodes):
@@ -114,52 +149,128 @@ class SemiSupervisedVAE(GenerativeModel, LatentCodes):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return x.flatten(1)
 
+    # --- the data it is weighted by --------------------------------------------------------------
+    @classmethod
+    def adopt_training_set(
+        cls, config: M2Config, train: TrainingSet, helpers: Mapping[str, GenerativeModel]
+    ) -> M2Config:
+        """N_l and N_u from the run's data; a value already in the config (a resumed run's)
+        must be the data's."""
+        sizes = {"labelled_examples": train.labelled, "unlabelled_examples": len(train.data)}
+        sizes["unlabelled_examples"] -= train.labelled
+        for name, value in sizes.items():
+            given = getattr(config, name)
+            if given is not None and given != value:
+                raise ConfigError(
+                    f"{name}: the run's data have {value}, the config says {given} (the run sets "
+                    f"it from the data; leave it unset)"
+                )
+        return replace(config, **sizes)
+
+    def data_sizes(self) -> tuple[int, int]:
+        """(N_l, N_u), or a ConfigError when the config lacks them."""
+        n_labelled, n_unlabelled = self.config.labelled_examples, self.config.unlabelled_examples
+        if n_labelled is None or n_unlabelled is None or n_labelled + n_unlabelled == 0:
+            raise ConfigError(
+                f"model '{self.name}': its objective weights each bound by its share of the data; "
+                f"genae.fit sets labelled_examples and unlabelled_examples from the run's data, a "
+                f"model built otherwise needs both in its config"
+            )
+        return n_labelled, n_unlabelled
+
     # --- the objective ------------------------------------------------------------------------
-    def labelled_bound(self, v: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """L(v, y) per row: -ELBO of the pair, including -log p(y) = log K."""
+    def labelled_bound(
+        self, v: torch.Tensor, y: torch.Tensor, kl_weight: float = 1.0
+    ) -> torch.Tensor:
+        """L(v, y) per row: -ELBO of the pair, including -log p(y) = log K. kl_weight: the
+        warm-up's weight on KL(q(z|v,y) || p(z)) (training only)."""
         y_onehot = F.one_hot(y, self.spec.num_classes).float()
         mean, log_var = self.posterior(self.encoder(torch.cat([v, y_onehot], 1)))
         z = reparameterize(mean, log_var)
         params = self.decoder(torch.cat([z, y_onehot], 1))
         recon = -self.likelihood.log_prob(params, v)
-        return recon + kl_normal_standard(mean, log_var) + math.log(self.spec.num_classes)
+        kl = kl_normal_standard(mean, log_var)
+        return recon + kl_weight * kl + math.log(self.spec.num_classes)
 
-    def class_bounds(self, v: torch.Tensor) -> torch.Tensor:
+    def class_bounds(self, v: torch.Tensor, kl_weight: float = 1.0) -> torch.Tensor:
         """L(v, y) for every class y, shape (B, K), in one batched pass of B*K rows."""
         k, b = self.spec.num_classes, v.shape[0]
         every_class = torch.arange(k, device=v.device).repeat_interleave(b)  # (K*B,)
-        return self.labelled_bound(v.repeat(k, 1), every_class).view(k, b).T
+        return self.labelled_bound(v.repeat(k, 1), every_class, kl_weight).view(k, b).T
 
     def unlabelled_bound(
-        self, v: torch.Tensor, bounds: torch.Tensor | None = None
+        self, v: torch.Tensor, bounds: torch.Tensor | None = None, kl_weight: float = 1.0
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """U(v) per row, exact over the K classes; also the classifier logits. `bounds`: the
-        class bounds of `v` when the caller already has them."""
+        class bounds of `v` when the caller already has them. kl_weight: the warm-up's weight
+        on the KL of z and on the entropy of q(y|v) (training only)."""
         logits = self.classifier(v)
         if bounds is None:
-            bounds = self.class_bounds(v)
+            bounds = self.class_bounds(v, kl_weight)
         q_y = F.softmax(logits, dim=-1)
-        return (q_y * bounds).sum(-1) - entropy_of_logits(logits), logits
+        return (q_y * bounds).sum(-1) - kl_weight * entropy_of_logits(logits), logits
 
     def loss(self, batch: Batch) -> LossTerms:
+        """One step's unbiased estimate of J^alpha / N (module docstring). Reported terms:
+        unlabelled (mean U), labelled (mean L) and classification (mean CE), each on the steps
+        that have its minibatch, and on diagnostic steps the classifier's gradient norms."""
+        n_labelled, n_unlabelled = self.data_sizes()
+        n = n_labelled + n_unlabelled
+        warmup = linear_warmup(self.progress, self.config.warmup_epochs)
         terms: dict[str, torch.Tensor] = {}
-        total = torch.zeros((), device=batch.x.device)
-        if batch.y is None:
-            unlabelled, _ = self.unlabelled_bound(self.features(batch.x))
+        shares: dict[str, torch.Tensor] = {}  # each term as one step's share of J^alpha / N
+        if batch.y is None:  # the unlabelled stream of semi-supervised training
+            unlabelled, _ = self.unlabelled_bound(self.features(batch.x), kl_weight=warmup)
             terms["unlabelled"] = unlabelled.mean()
-            total = total + terms["unlabelled"]
+            shares["unlabelled"] = n_unlabelled / n * terms["unlabelled"]
         labelled = batch.labelled_part()
         if labelled is not None:
             v, y = self.features(labelled[0]), labelled[1]
-            terms["labelled"] = self.labelled_bound(v, y).mean()
+            terms["labelled"] = self.labelled_bound(v, y, kl_weight=warmup).mean()
             terms["classification"] = F.cross_entropy(self.classifier(v), y)
-            total = total + terms["labelled"] + self.config.alpha * terms["classification"]
-        terms["loss"] = total
+            # what this minibatch stands for: 1 when one rides along every step, more when
+            # fewer steps carry one (the spread schedule), so the expectation stays the same
+            w = batch.labelled_weight
+            shares["labelled"] = w * n_labelled / n * terms["labelled"]
+            shares["classification"] = w * self.config.alpha * terms["classification"]
+        if self.diagnosing():
+            terms.update(self.classifier_gradients(shares, batch.labelled_weight))
+        terms["loss"] = torch.stack(list(shares.values())).sum()
         return terms
+
+    def diagnosing(self) -> bool:
+        """Whether this training step also measures the classifier's gradient shares: every
+        DIAGNOSE_EVERY steps of an epoch from its first, under the trainer (which sets
+        `progress`) and with gradients on."""
+        progress = self.progress
+        return (
+            progress is not None
+            and self.training
+            and torch.is_grad_enabled()
+            and progress.step % DIAGNOSE_EVERY == 0
+        )
+
+    def classifier_gradients(
+        self, shares: Mapping[str, torch.Tensor], labelled_weight: float
+    ) -> dict[str, torch.Tensor]:
+        """The norm of the gradient with respect to q(y|x)'s parameters of each term that
+        reaches it: U, and the cross-entropy at its expected share per step (the schedule's
+        weight divided out, so both labelled schedules report the same scale). Their ratio says
+        how much of what the classifier learns comes from the unlabelled data."""
+        parameters = list(self.classifier.parameters())
+        norms = {}
+        if "unlabelled" in shares:
+            norms["classifier_grad_unlabelled"] = gradient_norm(shares["unlabelled"], parameters)
+        if "classification" in shares:
+            norm = gradient_norm(shares["classification"], parameters)
+            norms["classifier_grad_classification"] = norm / labelled_weight
+        return norms
 
     def baseline_loss(self, batch: Batch) -> LossTerms:
         labelled = batch.labelled_part()
-        if labelled is None:  # no labels at all: nothing for the baseline to learn
+        # No labels in this step (--labels 0, or a step of the spread schedule without a
+        # labelled minibatch): a zero loss that still has a graph.
+        if labelled is None:
             zero = self.baseline[0].weight.sum() * 0.0
             return {"loss": zero}
         ce = F.cross_entropy(self.baseline(self.features(labelled[0]).detach()), labelled[1])
@@ -274,19 +385,65 @@ class M1M2Config(M2Config):
     """M1's hidden layer widths when it is trained here (else read from its run)."""
     m1_latent_dim: int = 50
     """M1's latent dimension when it is trained here (else read from its run)."""
+    m1_activation: str = "softplus"
+    """M1's activation when it is trained here (else read from its run); softplus: the paper's."""
+    m1_kl_warmup_epochs: int = 0
+    """M1's KL warm-up epochs when it is trained here (the vae's kl_warmup_epochs)."""
+    m1_free_bits: float = 0.0
+    """M1's free bits per latent unit when it is trained here (the vae's free_bits)."""
     m1_sample: bool = True
     """M2 sees samples of q(z1|x) (the paper) rather than posterior means."""
+    # Kingma et al.'s code keeps the M1 units whose posterior mean varies over the data (std
+    # above 0.1); the rest sit at the prior whatever the image and would feed M2 only noise (a
+    # 600-600 M1 on binarised Fashion-MNIST kept 7 of its 50).
+    m1_min_std: float = 0.1
+    """M1 units whose posterior mean varies less (std over the training data) are dropped."""
+    m1_units: tuple[int, ...] = derived(())
+    """The M1 units M2 sees: set by the run once M1 is ready (empty: all of them)."""
 
     def validate(self) -> None:
         super().validate()
         require(self.m1_epochs >= 1, "m1_epochs", "an integer >= 1", self.m1_epochs)
         require(self.m1_latent_dim >= 1, "m1_latent_dim", "an integer >= 1", self.m1_latent_dim)
+        require_mlp_fields("relu", m1_hidden=self.m1_hidden)
+        require(
+            self.m1_activation in ACTIVATIONS,
+            "m1_activation",
+            f"one of {sorted(ACTIVATIONS)}",
+            self.m1_activation,
+        )
+        require(
+            self.m1_kl_warmup_epochs >= 0,
+            "m1_kl_warmup_epochs",
+            "an integer >= 0",
+            self.m1_kl_warmup_epochs,
+        )
+        require(self.m1_free_bits >= 0, "m1_free_bits", "nats >= 0", self.m1_free_bits)
+        require(self.m1_min_std >= 0, "m1_min_std", "a std >= 0", self.m1_min_std)
+        require(
+            len(set(self.m1_units)) == len(self.m1_units)
+            and all(0 <= unit < self.m1_latent_dim for unit in self.m1_units),
+            "m1_units",
+            f"distinct units among M1's {self.m1_latent_dim}",
+            self.m1_units,
+        )
+
+
+def m1_fields(config: M1M2Config) -> dict[str, object]:
+    """The VAE config of M1 that M1+M2's config describes."""
+    return {
+        "hidden": config.m1_hidden,
+        "latent_dim": config.m1_latent_dim,
+        "activation": config.m1_activation,
+        "kl_warmup_epochs": config.m1_kl_warmup_epochs,
+        "free_bits": config.m1_free_bits,
+    }
 
 
 @register
 class M1M2(SemiSupervisedVAE):
-    """M2 trained on the latent space of a trained, frozen M1 VAE. Generation decodes through
-    M2 (to an M1 code) then M1 (to an image)."""
+    """M2 trained on the latent space of a trained, frozen M1 VAE, on M1's active units alone.
+    Generation decodes through M2 (to an M1 code) then M1 (to an image)."""
 
     name = "m1m2"
     config_class = M1M2Config
@@ -294,10 +451,13 @@ class M1M2(SemiSupervisedVAE):
     def __init__(self, config: M1M2Config, spec: DataSpec) -> None:
         super().__init__(config, spec)
         # Built (drawing its initial weights) before M2, then overwritten by the trained M1.
-        self.m1 = VAE(VAEConfig(hidden=config.m1_hidden, latent_dim=config.m1_latent_dim), spec)
+        self.m1 = VAE(VAEConfig(**m1_fields(config)), spec)
         self.m1.requires_grad_(False)
+        units = config.m1_units or tuple(range(config.m1_latent_dim))
+        # The config records the units; this copy follows the model to its device.
+        self.register_buffer("units", torch.tensor(units), persistent=False)
         self.likelihood = LearnedGaussian()
-        self.build_m2(config, config.m1_latent_dim, 2 * config.m1_latent_dim)
+        self.build_m2(config, len(units), 2 * len(units))
 
     def train(self, mode: bool = True) -> M1M2:
         super().train(mode)
@@ -307,24 +467,33 @@ class M1M2(SemiSupervisedVAE):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             mean, log_var = self.m1.encode(x.flatten(1))
+            mean, log_var = mean[:, self.units], log_var[:, self.units]
             if self.config.m1_sample and self.training:
                 return reparameterize(mean, log_var)
             return mean
 
     def features_to_images(self, v: torch.Tensor) -> torch.Tensor:
-        # M1's decoder without `generate`'s no_grad, so that model(x) is differentiable in M2
-        return self.m1.likelihood.mean(self.m1.decode(v)).view(len(v), *self.spec.shape)
+        # The units M2 does not see at 0, their prior mean: an inactive unit's posterior is the
+        # prior. M1's decoder without `generate`'s no_grad, so that model(x) is differentiable.
+        code = v.new_zeros(len(v), self.config.m1_latent_dim)
+        code[:, self.units] = v
+        return self.m1.likelihood.mean(self.m1.decode(code)).view(len(v), *self.spec.shape)
+
+    def dataset_metrics(self, data, batch_size: int, train=None) -> dict[str, float]:
+        return {
+            **super().dataset_metrics(data, batch_size, train),
+            "m1_active_units": float(len(self.units)),
+        }
 
     @classmethod
     def pretrained(cls, config: M1M2Config) -> tuple[Pretrained, ...]:
         """M1: the run `m1` names, or, when empty, a 'vae' trained for this run into RUN_DIR/m1
         on the same data (all of it, without labels), as the run is trained but for
         `m1_epochs` epochs."""
-        m1_config = {"hidden": config.m1_hidden, "latent_dim": config.m1_latent_dim}
         overrides = {"epochs": config.m1_epochs, "labels": "all"}
         return (
             Pretrained(
-                M1_ROLE, "vae", m1_config, overrides, run_dir=config.m1 or None, option="m1"
+                M1_ROLE, "vae", m1_fields(config), overrides, run_dir=config.m1 or None, option="m1"
             ),
         )
 
@@ -335,11 +504,40 @@ class M1M2(SemiSupervisedVAE):
         m1 = helpers.get(M1_ROLE)
         return config if m1 is None else m1_architecture(config, spec, m1)
 
+    @classmethod
+    def adopt_training_set(
+        cls, config: M1M2Config, train: TrainingSet, helpers: Mapping[str, GenerativeModel]
+    ) -> M1M2Config:
+        """The data sizes, and M1's active units once M1 is ready (kept when the config has
+        them: a resumed run's)."""
+        config = super().adopt_training_set(config, train, helpers)
+        m1 = helpers.get(M1_ROLE)
+        if m1 is None or config.m1_units:
+            return config
+        return replace(config, m1_units=active_units(m1, train, config.m1_min_std))
+
     def use_pretrained(self, helpers: Mapping[str, GenerativeModel]) -> None:
         self.m1.load_state_dict(helpers[M1_ROLE].state_dict())
 
 
 M1_ROLE = "m1"  # the helper's name, and its directory in a run (scripts/m1_code_probe.py)
+M1_BATCH = 1000  # examples per batch when measuring M1's units
+
+
+@torch.no_grad()
+def active_units(m1: GenerativeModel, train: TrainingSet, min_std: float) -> tuple[int, ...]:
+    """The M1 units whose posterior mean has a std of at least `min_std` over the training
+    examples (binarised once, with the run's seed, when the run binarises: a fixed draw, so a
+    resumed run finds the same units); the most varying one when none does, so that M2 has an
+    input."""
+    binarization_seed = train.seed if train.binarize else None
+    data = TensorData(train.data, m1.device, fixed_binarization_seed=binarization_seed)
+    means = torch.cat([m1.latent_codes(batch.x) for batch in data.batches(M1_BATCH)])
+    std = means.double().std(0, unbiased=False)
+    kept = torch.nonzero(std >= min_std).flatten()
+    if not len(kept):
+        kept = std.argmax().view(1)
+    return tuple(int(unit) for unit in kept)
 
 
 def m1_architecture(config: M1M2Config, spec: DataSpec, m1: GenerativeModel) -> M1M2Config:
@@ -357,5 +555,10 @@ def m1_architecture(config: M1M2Config, spec: DataSpec, m1: GenerativeModel) -> 
     if m1_config.likelihood != "bernoulli":
         raise CheckpointError(f"m1: {where} must use the bernoulli likelihood")
     return replace(
-        config, m1_hidden=tuple(m1_config.hidden), m1_latent_dim=int(m1_config.latent_dim)
+        config,
+        m1_hidden=tuple(m1_config.hidden),
+        m1_latent_dim=int(m1_config.latent_dim),
+        m1_activation=m1_config.activation,
+        m1_kl_warmup_epochs=int(m1_config.kl_warmup_epochs),
+        m1_free_bits=float(m1_config.free_bits),
     )

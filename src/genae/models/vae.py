@@ -4,6 +4,7 @@
 
 estimated with one reparameterised sample and the closed-form KL (see
 `genae.models.latent.GaussianLatentVAE`, which holds the objective; this file holds the networks).
+Optionally the training loss warms the KL up or gives each unit free bits (`kl_penalty`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 
 from genae.config import require
 from genae.data.types import DataSpec
+from genae.models.base import linear_warmup
 from genae.models.latent import GaussianLatentVAE
 from genae.models.registry import register
 from genae.nn.blocks import GaussianHead, mlp, require_mlp_fields
@@ -34,9 +36,22 @@ class VAEConfig:
     """Decoder likelihood p(x|z): bernoulli | gaussian."""
     decoder_std: float = 0.1
     """Fixed standard deviation of the gaussian likelihood (pixel units); unused otherwise."""
+    # Both keep latent units from closing early (the KL pulls an unused unit onto the prior
+    # before the decoder has learnt to use it): M2 on an M1's codes gains only from active units.
+    kl_warmup_epochs: int = 0
+    """Epochs over which the KL's weight in the loss ramps linearly from 0 to 1 (0: none)."""
+    free_bits: float = 0.0
+    """Nats of KL per latent unit (batch mean) the loss does not charge below (0: none)."""
 
     def validate(self) -> None:
         require(self.latent_dim >= 1, "latent_dim", "an integer >= 1", self.latent_dim)
+        require(
+            self.kl_warmup_epochs >= 0,
+            "kl_warmup_epochs",
+            "an integer >= 0",
+            self.kl_warmup_epochs,
+        )
+        require(self.free_bits >= 0, "free_bits", "nats >= 0", self.free_bits)
         require_mlp_fields(self.activation, hidden=self.hidden)
         require(0.0 <= self.dropout < 1.0, "dropout", "a probability in [0, 1)", self.dropout)
         make_likelihood(self.likelihood, self.decoder_std)
@@ -80,6 +95,15 @@ class VAE(GaussianLatentVAE):
     def decode(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         """Likelihood parameters (logits or means), flat (B, D)."""
         return self.decoder(self._join(z, c))
+
+    def kl_penalty(self, kl_units: torch.Tensor) -> torch.Tensor:
+        """The KL as the loss charges it: each unit's batch mean at least `free_bits` nats
+        (Kingma et al. 2016: below that, closing a unit gains the optimiser nothing), the sum
+        weighted by the warm-up. The reported kl and the evaluation are the plain KL."""
+        per_unit = kl_units.mean(0)
+        if self.config.free_bits > 0:
+            per_unit = per_unit.clamp(min=self.config.free_bits)
+        return linear_warmup(self.progress, self.config.kl_warmup_epochs) * per_unit.sum()
 
 
 @register

@@ -36,7 +36,7 @@ from genae.data.memory import TensorData, random_subset, stratified_indices, val
 from genae.data.sources import load_dataset
 from genae.data.types import DatasetSplits, ImageArrays, SealedSplit
 from genae.errors import CheckpointError, ConfigError
-from genae.models.base import GenerativeModel, Pretrained
+from genae.models.base import GenerativeModel, Pretrained, TrainingSet
 from genae.models.registry import model_class
 from genae.runtime import flushing_denormals
 from genae.training import rundir
@@ -150,9 +150,10 @@ def labelled_subset(
     if train.labels is None or not num_classes:
         raise ConfigError(f"labels: dataset '{config.dataset}' has no class labels")
     n = int(config.labels)
-    if n > len(train):
+    if n >= len(train):  # the unlabelled examples are what an epoch runs over
         raise ConfigError(
             f"labels: {n} labelled examples asked for, the training set has {len(train)}"
+            + ("; for every label use 'all'" if n == len(train) else "")
         )
     return stratified_indices(train.labels, n, num_classes, config.seed)
 
@@ -183,6 +184,12 @@ def training_data(
     return TrainingData(train, val, splits.test, labelled_subset(train, splits, model, config))
 
 
+def training_set(data: TrainingData, config: TrainConfig) -> TrainingSet:
+    """The training examples as a model's config is fitted to them (`adopt_training_set`)."""
+    labelled = len(data.train) if data.labelled is None else len(data.labelled)
+    return TrainingSet(data.train, labelled, config.binarize, config.seed)
+
+
 def test_on_device(test: ImageArrays, config: TrainConfig) -> TensorData:
     """An evaluation split (validation or the unsealed test split) on the run's device,
     binarised once with the run's seed if the run binarises."""
@@ -197,7 +204,9 @@ def on_device(data: TrainingData, config: TrainConfig) -> tuple[TensorData, Tens
     """Training and validation splits on the training device, as the run's config asks."""
     train = TensorData(data.train, check_device(config.device), binarize=config.binarize)
     if data.labelled is not None:
-        train.use_labelled_subset(data.labelled, config.labelled_batch_size)
+        train.use_labelled_subset(
+            data.labelled, config.labelled_batch_size, config.labelled_schedule
+        )
     val = test_on_device(data.val, config) if data.val is not None else None
     return train, val
 
@@ -401,15 +410,27 @@ def train_run(
         else:
             missing.append(need)
     config = cls.adopt_pretrained(config, splits.spec, helpers)
-    # Built once, before the run directory is touched, so that every config or data error
-    # surfaces while an existing run is still intact.
+    # Built before the run directory is touched, so that every config or data error surfaces
+    # while an existing run is still intact.
     torch.manual_seed(train.seed)
     net = cls(config, splits.spec)
     examples = training_data(splits, train, net)
+    trained_on = training_set(examples, train)
+    config = cls.adopt_training_set(config, trained_on, helpers)
     if run_path is not None:
         prepare_run_dir(run_path, resume=resume, force=force, world=world, options=options)
     for need in missing:
         helpers[need.role] = ensure_run(need, splits, train, run_dir=run_path, world=world).model
+    if missing:  # helpers trained just now may fill in more (M1+M2's active M1 units)
+        config = cls.adopt_training_set(
+            cls.adopt_pretrained(config, splits.spec, helpers), trained_on, helpers
+        )
+    if config != net.config:
+        # Derived fields filled in from the data and the helpers (M2's data sizes; M1+M2's
+        # active units, which set M2's input width): the model as it is built at once where
+        # they are known already (a resumed run), from the same seed.
+        torch.manual_seed(train.seed)
+        net = cls(config, splits.spec)
     net.use_pretrained(helpers)
     net = net.to(train.device)
     if world.rank:  # same initial weights everywhere, but each rank its own noise

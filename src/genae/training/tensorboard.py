@@ -78,11 +78,10 @@ class TensorBoardLog:
         `LossMeter` now (a resumed one holds the sums of its epoch up to the checkpoint)."""
         self.writer = None
         # The LossMeter of the previous point (held, so that `is` tells a new epoch's meter from
-        # it), with its sums and step count then: a resumed run's first window starts at the
+        # it), with its sums and reporting steps then: a resumed run's first window starts at the
         # checkpoint, as the interrupted run's did when the checkpoint step was a log point.
         self._meter: Any = meter
         self._meter_sums = {} if meter is None else self._sums_of(meter)
-        self._meter_count = 0 if meter is None else meter.count
         if config.tensorboard is None or not is_main:
             return
         check_available(config)
@@ -99,27 +98,34 @@ class TensorBoardLog:
             self.writer.add_text("config", config_text(model, config), 0)
 
     def log_steps(self, meter: Any, global_step: int) -> None:
-        """Each loss term's mean over the steps since the previous call, from the trainer's
-        `LossMeter` (this rank's share of the batches, under several ranks)."""
+        """Each loss term's mean over the steps since the previous call that reported it, from
+        the trainer's `LossMeter` (this rank's share of the batches, under several ranks)."""
         if self.writer is None or not meter.count:
             return
         sums = self._sums_of(meter)
         if self._meter is not meter:  # a new epoch's: its sums start from zero
-            self._meter, self._meter_sums, self._meter_count = meter, {}, 0
-        steps = meter.count - self._meter_count
-        if steps > 0:
-            window = torch.cat(
-                [total - self._meter_sums.get(phase, 0) for phase, total in sums.items()]
-            )
-            for key, value in zip(meter.keys(), (window / steps).tolist()):
-                self.writer.add_scalar(f"train_step/{key}", value, global_step)
-        self._meter_sums, self._meter_count = sums, meter.count
+            self._meter, self._meter_sums = meter, {}
+        keys = iter(meter.keys())
+        for phase, (total, reported) in sums.items():
+            before_total, before_reported = self._meter_sums.get(phase, (None, None))
+            if before_total is not None:  # terms that joined since are padded with zeros
+                grow = len(total) - len(before_total)
+                total = total - torch.cat([before_total, before_total.new_zeros(grow)])
+                reported = reported - torch.cat([before_reported, before_reported.new_zeros(grow)])
+            for key, value, steps in zip(keys, total.tolist(), reported.tolist()):
+                if steps > 0:
+                    self.writer.add_scalar(f"train_step/{key}", value / steps, global_step)
+        self._meter_sums = sums
         # On disk before a checkpoint can follow: a killed run then loses no point before it.
         self.writer.flush()
 
     @staticmethod
-    def _sums_of(meter: Any) -> dict[str, torch.Tensor]:
-        return {phase: total.detach().clone() for phase, total in meter.sums.items()}
+    def _sums_of(meter: Any) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Per phase: each term's sum, and the steps that reported it."""
+        return {
+            phase: (total.detach().clone(), meter.reported(phase).clone())
+            for phase, total in meter.sums.items()
+        }
 
     def log_epoch(self, record: dict[str, Any], global_step: int, grid: Path | None) -> None:
         """The epoch's metrics (its metrics.jsonl row) and, at a snapshot epoch, its sample

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from genae.config import LR_SCHEDULES, TrainConfig
 from genae.data.memory import TensorData, seeded_generator
 from genae.errors import CheckpointError, NonFiniteLossError, TrainingError
-from genae.models.base import GenerativeModel
+from genae.models.base import GenerativeModel, Progress
 from genae.training import rundir
 from genae.training.checkpoint import (
     apply_checkpoint,
@@ -51,7 +51,11 @@ class LossMeter:
     """Sums loss terms on the device and remembers the first step at which each went non-finite.
 
     Per phase and step this is three small tensor ops, whatever the number of terms: the terms are
-    stacked once, added to a running sum, and masked into the first-bad-step record.
+    stacked once, added to a running sum, and masked into the first-bad-step record. A phase may
+    report some terms on some steps only (an occasional diagnostic; the labelled terms of a spread
+    labelled schedule): such a step also counts, per term, the steps that did not report it (one
+    more small op, with a mask made once per pattern), and a term's mean is over the steps that
+    did.
     """
 
     def __init__(self, device: torch.device) -> None:
@@ -59,26 +63,60 @@ class LossMeter:
         self.names: dict[str, list[str]] = {}  # phase -> term names, in the model's order
         self.sums: dict[str, torch.Tensor] = {}
         self.first_bad: dict[str, torch.Tensor] = {}
+        self.missing: dict[str, torch.Tensor] = {}  # phase -> steps that did not report a term
         self.count = 0
+        self._masks: dict[tuple[str, tuple[bool, ...]], torch.Tensor] = {}
 
     @torch.no_grad()
     def add(self, phase: str, terms: dict[str, torch.Tensor], step: int) -> None:
-        values = torch.stack([t.detach().float() for t in terms.values()])
-        if phase not in self.sums:
-            self.names[phase] = list(terms)
-            self.sums[phase] = torch.zeros_like(values)
-            self.first_bad[phase] = torch.full(
-                values.shape, -1, dtype=torch.long, device=values.device
-            )
+        names = self.names.get(phase)
+        if names is not None and list(terms) == names:  # every term: the common case
+            values = torch.stack([t.detach().float() for t in terms.values()])
+        else:
+            values = self._add_partial(phase, terms)
         self.sums[phase] += values
         bad = self.first_bad[phase]
         bad.masked_fill_((bad < 0) & ~torch.isfinite(values), step)
+
+    def _add_partial(self, phase: str, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The step's values in the phase's term order, 0 where a term was not reported (which
+        is counted); a term never seen before joins the phase, missing from the earlier steps."""
+        if phase not in self.names:
+            self.names[phase] = []
+            self.sums[phase] = torch.zeros(0, device=self.device)
+            self.first_bad[phase] = torch.zeros(0, dtype=torch.long, device=self.device)
+            self.missing[phase] = torch.zeros(0, device=self.device)
+        names = self.names[phase]
+        new = [name for name in terms if name not in names]
+        if new:
+            names.extend(new)
+            grow = len(new)
+            self.sums[phase] = torch.cat([self.sums[phase], self.sums[phase].new_zeros(grow)])
+            self.first_bad[phase] = torch.cat(
+                [self.first_bad[phase], self.first_bad[phase].new_full((grow,), -1)]
+            )
+            self.missing[phase] = torch.cat(
+                [self.missing[phase], self.missing[phase].new_full((grow,), float(self.count))]
+            )
+        present = tuple(name in terms for name in names)
+        if not all(present):
+            key = (phase, present)
+            if key not in self._masks:  # one host-to-device copy per pattern, not per step
+                absent = [0.0 if p else 1.0 for p in present]
+                self._masks[key] = torch.tensor(absent, device=self.device)
+            self.missing[phase] += self._masks[key]
+        zero = next(iter(terms.values())).detach().new_zeros((), dtype=torch.float32)
+        return torch.stack([terms[n].detach().float() if n in terms else zero for n in names])
 
     def step_done(self) -> None:
         self.count += 1
 
     def keys(self) -> list[str]:
         return [n if p == "loss" else f"{p}.{n}" for p, names in self.names.items() for n in names]
+
+    def reported(self, phase: str) -> torch.Tensor:
+        """Steps that reported each term of `phase`."""
+        return float(self.count) - self.missing[phase]
 
     def check_finite(self, checkpoint: Path | None, world: World | None = None) -> None:
         """One host sync: raise NonFiniteLossError naming the earliest bad step and term (over
@@ -105,13 +143,16 @@ class LossMeter:
         if not self.count:
             return {}
         totals = torch.cat(list(self.sums.values()))
-        count = torch.tensor([float(self.count)], device=totals.device)
+        count = torch.cat([self.reported(phase) for phase in self.sums])
         if world is not None and world.distributed:
             totals, count = world.sum_(totals.clone()), world.sum_(count)
         return dict(zip(self.keys(), (totals / count).tolist()))
 
     def state(self) -> dict[str, torch.Tensor]:
-        return {f"meter.{p}": v for p, v in self.sums.items()}
+        return {
+            **{f"meter.{p}": v for p, v in self.sums.items()},
+            **{f"meter_missing.{p}": v for p, v in self.missing.items()},
+        }
 
     def load_state(self, tensors: dict[str, torch.Tensor], names: dict, count: int) -> None:
         for phase, terms in names.items():
@@ -119,6 +160,12 @@ class LossMeter:
             self.sums[phase] = tensors[f"meter.{phase}"].to(self.device)
             self.first_bad[phase] = torch.full(
                 (len(terms),), -1, dtype=torch.long, device=self.device
+            )
+            missing = tensors.get(f"meter_missing.{phase}")
+            self.missing[phase] = (
+                torch.zeros(len(terms), device=self.device)
+                if missing is None  # a checkpoint of before partial terms
+                else missing.to(self.device)
             )
         self.count = count
 
@@ -333,12 +380,16 @@ class Trainer:
         started, first_step = time.perf_counter(), self.step_in_epoch
         device_type = self.train_data.device.type
         schedule = LR_SCHEDULES[cfg.lr_schedule]
-        total_steps = cfg.epochs * len(index_batches)
+        steps = len(index_batches)
+        total_steps = cfg.epochs * steps
         for index in index_batches[self.step_in_epoch :]:
             index = self.world.shard(index)
             if cfg.lr_schedule != "constant":  # a function of the step alone: resume-exact
                 self._set_lr_factor(schedule(self.global_step / total_steps))
-            batch = self.train_data.training_batch(index, cfg.seed, self.epoch, self.step_in_epoch)
+            model.at_step(Progress(self.epoch, self.step_in_epoch, steps))  # resume-exact too
+            batch = self.train_data.training_batch(
+                index, cfg.seed, self.epoch, self.step_in_epoch, steps
+            )
             for phase in self.phases:
                 with torch.autocast(
                     device_type, self.autocast_dtype, enabled=self.autocast_dtype is not None
