@@ -1,5 +1,6 @@
 """Optional model abilities (`genae.models.base`: latent codes, a prior, categories, reconstruct,
-relabel, log-weights) are declared by inheritance; every registered model's declarations hold."""
+relabel, log-weights, a tempered Gaussian prior) are declared by inheritance; every registered
+model's declarations hold."""
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from genae.models.base import (
     LogWeights,
     Reconstructs,
     Relabels,
+    TemperedPrior,
 )
 
 SPEC = DataSpec(shape=(1, 8, 8), num_classes=10)
@@ -39,6 +41,11 @@ def test_declared_abilities_work(name):
         assert model.relabel(x, (y + 1) % 10).shape == x.shape
     if isinstance(model, LogWeights):
         assert model.log_weights(Batch(x, y), 3).shape == (4, 3)
+    if isinstance(model, TemperedPrior):
+        eps = torch.randn(4, model.latent_dim)
+        condition = y if model.is_conditional else None
+        assert model.prior_codes(eps, condition, 0.5).shape == (4, model.latent_dim)
+        assert isinstance(model.prior_kind, str)
 
 
 def test_an_ability_declared_but_not_provided_cannot_be_built():

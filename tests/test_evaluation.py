@@ -514,7 +514,8 @@ def test_shipped_experiments_parse():
     from genae import experiments
 
     names = experiments.available()
-    for name in ("vae-vs-cvae", "m2-vs-m1m2", "vae-vs-dfc", "caae-attributes", "aae-priors"):
+    shipped = ("vae-vs-cvae", "m2-vs-m1m2", "m2-vs-m3-unsupervised", "vae-vs-dfc", "aae-priors")
+    for name in (*shipped, "caae-attributes"):
         assert name in names
         assert experiments.load_experiment(name).runs
 

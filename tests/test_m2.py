@@ -21,6 +21,7 @@ from genae.models.base import Batch, Progress, TrainingSet, linear_warmup
 from genae.models.m2 import M1M2, M2, M1M2Config, active_units
 from genae.models.registry import build_model
 from genae.models.vae import VAE, VAEConfig
+from genae.nn.blocks import mlp, mlp_for_every_class
 from genae.training.checkpoint import load_checkpoint
 
 SMALL = {"hidden": [32], "classifier_hidden": [32], "latent_dim": 4}
@@ -54,6 +55,17 @@ def test_unlabelled_bound_equals_a_loop_over_classes(monkeypatch):
         expected += q[:, k] * (recon + kl + math.log(4))
     expected += (q * q.log()).sum(1)  # minus the entropy
     torch.testing.assert_close(batched, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_every_class_pass_equals_the_network_on_repeated_rows_with_one_hot_classes():
+    """The encoder's first layer runs once per example; the result must be what the network
+    gives on every (example, class) row with the class concatenated as a one-hot."""
+    torch.manual_seed(0)
+    net = mlp(6 + 3, (5, 4), activation="softplus")
+    v = torch.randn(7, 6)
+    every_class = torch.arange(3).repeat_interleave(7)
+    naive = net(torch.cat([v.repeat(3, 1), F.one_hot(every_class, 3).float()], 1))
+    torch.testing.assert_close(mlp_for_every_class(net, v, 3), naive)
 
 
 def test_generative_accuracy_is_the_argmin_of_the_class_bounds(monkeypatch):
@@ -336,6 +348,8 @@ def test_unsupervised_m2_reports_clustering_accuracy(digits, tmp_path):
     # the best mapping does at least as well as the identity
     assert last["val_clustering_accuracy"] >= last["val_accuracy"] - 1e-9
     assert "train_classification" not in last  # no labelled term was ever computed
+    # the baseline the categories must beat: k-means with K clusters on training pixels
+    assert 0.1 <= last["val_kmeans_clustering_accuracy"] <= 1
     assert (tmp_path / "u" / "samples" / "epoch_002.png").exists()
     assert last["val_accuracy_gain_over_baseline"] == pytest.approx(
         last["val_accuracy"] - last["val_supervised_baseline_accuracy"], abs=1e-9

@@ -91,12 +91,28 @@ def digits() -> DatasetSplits:
     return load_dataset("digits")
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+# Model options that change what a model is (its networks, what generation takes): each goes
+# through the same checks as a model of its own.
+VARIANTS = {
+    "convvae-conditional": ("convvae", {"conditional": True}),
+    "cvae-learned-prior": ("cvae", {"prior": "learned"}),
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [pytest.param(name, {}, id=name) for name in sorted(MODELS)]
+    + [pytest.param(name, options, id=key) for key, (name, options) in VARIANTS.items()],
+)
 def test_every_model_trains_saves_loads_samples_and_resumes_exactly(
-    name: str, digits: DatasetSplits, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    name: str,
+    options: dict[str, Any],
+    digits: DatasetSplits,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("GENAE_DATA_DIR", str(tmp_path / "cache"))  # helper networks' cache
-    model_config = small_config(MODELS[name].config_class)
+    model_config = {**small_config(MODELS[name].config_class), **options}
     model = build_model(name, model_config, digits.spec)
     parameters = sum(p.numel() for p in model.parameters())
     assert parameters <= PARAMETER_BUDGET, (

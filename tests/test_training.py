@@ -306,3 +306,35 @@ def test_mixed_precision_trains_and_resumes(digits, tmp_path, precision):
         "vae", train_config={"epochs": 3}, data=digits, run_dir=tmp_path / "a", resume=True
     )
     assert len(longer.history) == 3
+
+
+def test_restored_adam_moments_take_their_channels_last_weights_layout():
+    """Checkpoints store moments contiguous; fused Adam walks a weight and its moments as flat
+    arrays, so a channels_last weight restored beside contiguous moments would be updated with
+    other elements' moments. After a restore the next step must equal the uninterrupted one."""
+    from genae.training.checkpoint import optimizer_tensors, restore_optimizer
+
+    def conv_and_adam(seed: int):
+        torch.manual_seed(seed)
+        conv = torch.nn.Conv2d(3, 4, 3).to(memory_format=torch.channels_last)
+        return conv, torch.optim.Adam(conv.parameters(), lr=0.1, fused=True)
+
+    def step(conv, optimizer, seed: int) -> None:
+        torch.manual_seed(seed)
+        optimizer.zero_grad()
+        conv(torch.randn(2, 3, 5, 5)).square().sum().backward()
+        optimizer.step()
+
+    conv, optimizer = conv_and_adam(0)
+    for seed in range(3):
+        step(conv, optimizer, seed)
+    tensors, meta = optimizer_tensors("phase", optimizer)
+    tensors = {key: value.clone() for key, value in tensors.items()}  # as read from the file
+    resumed, resumed_optimizer = conv_and_adam(1)
+    resumed.load_state_dict(conv.state_dict())
+    restore_optimizer("phase", resumed_optimizer, tensors, meta)
+    moments = resumed_optimizer.state[resumed.weight]["exp_avg"]
+    assert moments.is_contiguous(memory_format=torch.channels_last)
+    step(conv, optimizer, 3)
+    step(resumed, resumed_optimizer, 3)
+    assert torch.equal(resumed.weight, conv.weight)

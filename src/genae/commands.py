@@ -27,6 +27,8 @@ from genae.errors import ConfigError, GenaeError, TrainingError
 from genae.experiments import run_experiment
 from genae.io import write_json_atomic
 from genae.metrics import MetricOptions, parse_names
+from genae.models.base import TemperedPrior
+from genae.models.latent import require_temperature
 from genae.models.registry import MODELS, model_class
 from genae.report import build_report
 from genae.training.distributed import leave_process_group
@@ -95,6 +97,24 @@ class ArgumentParser(argparse.ArgumentParser):
         if extras:
             self.error(f"unrecognized arguments: {' '.join(extras)}")
         return parsed
+
+
+TEMPERATURE_HELP = (
+    "spread of a Gaussian prior's samples, z = mean + T std eps (1: the prior itself, "
+    "0: its mean; default 1)"
+)
+
+
+def _temperature(text: str) -> float:
+    """--temperature's value: a finite number >= 0 (argparse reports the error with the flag)."""
+    try:
+        value = float(text)
+        require_temperature(value, "--temperature")
+    except (ValueError, ConfigError):
+        raise argparse.ArgumentTypeError(
+            f"expected a number >= 0 (1: the prior itself, 0: its mean), got '{text}'"
+        ) from None
+    return value
 
 
 def _flag(name: str) -> str:
@@ -217,6 +237,9 @@ def build_parser() -> ArgumentParser:
         "--label", default=None, metavar="CLASS", help="class to generate: its name or index"
     )
     sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument(
+        "--temperature", type=_temperature, default=1.0, metavar="T", help=TEMPERATURE_HELP
+    )
     sample.add_argument("--out", type=Path, required=True, help="PNG file to write")
     sample.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
 
@@ -233,6 +256,13 @@ def build_parser() -> ArgumentParser:
     evaluate.add_argument("--iw-samples", type=int, default=1000, help="k for iw_nll")
     evaluate.add_argument(
         "--samples", type=int, default=10_000, help="generated images for fid and the like"
+    )
+    evaluate.add_argument(
+        "--temperature",
+        type=_temperature,
+        default=1.0,
+        metavar="T",
+        help=TEMPERATURE_HELP + "; for fid and conditional_accuracy",
     )
     evaluate.add_argument(
         "--save", action="store_true", help="also write RUN_DIR/evaluation.json (for reports)"
@@ -353,11 +383,21 @@ def cmd_sample(args: argparse.Namespace) -> int:
                 f"--label: model '{model.name}' in {args.run_dir} is not class-conditional"
             )
         label = class_index(args.label, model.spec.class_names, model.spec.num_classes)
+    if args.temperature != 1.0 and not isinstance(model, TemperedPrior):
+        raise ConfigError(
+            f"--temperature: model '{model.name}' in {args.run_dir} has no Gaussian prior to "
+            f"temper; expected 1, got {args.temperature}"
+        )
     if args.out.suffix.lower() != ".png":
         raise ConfigError(f"--out: expected a .png file name, got '{args.out}'")
     with torch.no_grad():
         save_sample_grid(
-            model, args.out, n=args.n, label=label, generator=seeded_generator(args.seed)
+            model,
+            args.out,
+            n=args.n,
+            label=label,
+            generator=seeded_generator(args.seed),
+            temperature=args.temperature,
         )
     print(f"wrote {args.out}")
     return 0
@@ -369,7 +409,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         saved = train_config_of(read_run_config(args.run_dir))
         data = resolve_data(dataclasses.replace(saved, data_dir=str(args.data_dir)))
     options = from_mapping(
-        MetricOptions, {"iw_samples": args.iw_samples, "samples": args.samples}, where="evaluate"
+        MetricOptions,
+        {"iw_samples": args.iw_samples, "samples": args.samples, "temperature": args.temperature},
+        where="evaluate",
     )
     result = evaluate_run(
         args.run_dir,

@@ -140,6 +140,28 @@ def to_mapping(config: Any) -> dict[str, Any]:
     }
 
 
+# The metadata key of a field whose default changed (`default_changed`).
+SAVED_BEFORE = "saved_before"
+
+
+def default_changed(default: Any, before: Any) -> Any:
+    """A config field whose default changed after runs were saved with the old one: a saved
+    config.json without the field was made under `before`, and is read so (`with_saved_defaults`)
+    rather than silently becoming a different model."""
+    return dataclasses.field(default=default, metadata={SAVED_BEFORE: before})
+
+
+def with_saved_defaults(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    """A saved config's values, with each `default_changed` field it lacks set to the default it
+    was saved under."""
+    present = {key.replace("-", "_") for key in data}
+    filled = dict(data)
+    for f in dataclasses.fields(cls):
+        if SAVED_BEFORE in f.metadata and f.name not in present:
+            filled[f.name] = f.metadata[SAVED_BEFORE]
+    return filled
+
+
 # The metadata key of a derived field (`derived`).
 DERIVED = "derived"
 

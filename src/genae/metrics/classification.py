@@ -12,7 +12,7 @@ import torch
 from genae.data.memory import seeded_generator
 from genae.errors import ConfigError
 from genae.metrics.registry import EvalContext, Result, register_metric
-from genae.models.base import Reconstructs, Relabels
+from genae.models.base import GenerativeModel, Reconstructs, Relabels, TemperedPrior
 
 
 def _as_numpy(values: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -50,37 +50,82 @@ def confusion_matrix(
 # --- registered metrics ---------------------------------------------------------------------
 
 
+def check_temperature(model: GenerativeModel, temperature: float) -> None:
+    """Only a Gaussian prior (`TemperedPrior`) can be sampled at a temperature other than 1."""
+    if temperature != 1.0 and not isinstance(model, TemperedPrior):
+        raise ConfigError(
+            f"temperature: model '{model.name}' has no Gaussian prior to temper; expected 1, "
+            f"got {temperature}"
+        )
+
+
+@torch.no_grad()
+def tempered_sample(
+    model: GenerativeModel,
+    n: int,
+    condition: torch.Tensor | None,
+    generator: torch.Generator,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """`model.sample`, at `temperature` for a model with a Gaussian prior (given the labels,
+    for a learned p(z|y))."""
+    check_temperature(model, temperature)
+    if isinstance(model, TemperedPrior):
+        return model.sample(n, condition, generator=generator, temperature=temperature)
+    return model.sample(n, condition, generator=generator)
+
+
+def sampling_about(model: GenerativeModel, temperature: float) -> dict[str, object]:
+    """How generated images were drawn, for `computed_on`: the prior (standard N(0, I) or
+    learned p(z|y)) and the temperature, for a model with a Gaussian prior; else nothing."""
+    if not isinstance(model, TemperedPrior):
+        return {}
+    return {"prior": model.prior_kind, "temperature": temperature}
+
+
 @torch.no_grad()
 def generate_for_classes(
-    model, per_class: int, num_classes: int, generator: torch.Generator, batch: int = 500
+    model: GenerativeModel,
+    per_class: int,
+    num_classes: int,
+    generator: torch.Generator,
+    batch: int = 500,
+    temperature: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`per_class` samples of each class (images, labels), generated in batches."""
     labels = torch.arange(num_classes, device=model.device).repeat_interleave(per_class)
-    images = [model.sample(len(chunk), chunk, generator=generator) for chunk in labels.split(batch)]
+    images = [
+        tempered_sample(model, len(chunk), chunk, generator, temperature)
+        for chunk in labels.split(batch)
+    ]
     return torch.cat(images), labels
 
 
 @register_metric("conditional_accuracy")
 def conditional_accuracy(ctx: EvalContext) -> Result:
     """Share of the images generated for class y that the domain classifier labels y
-    (options.samples in all, the same number for each class)."""
+    (options.samples in all, the same number for each class; from p(z|y) for a learned prior,
+    at options.temperature)."""
     model = ctx.model
     if not model.is_conditional or not model.spec.num_classes:
         raise ConfigError(
             f"metric 'conditional_accuracy': model '{model.name}' is not class-conditional"
         )
+    temperature = ctx.options.temperature
+    check_temperature(model, temperature)
     judge = ctx.judge()
     k = model.spec.num_classes
     per_class = max(1, ctx.options.samples // k)
     model.eval()
     images, labels = generate_for_classes(
-        model, per_class, k, seeded_generator(ctx.options.seed, 31)
+        model, per_class, k, seeded_generator(ctx.options.seed, 31), temperature=temperature
     )
     predicted = judge.predict(images)
     hits = (predicted == labels).float().view(k, per_class).mean(1)
     values = {"conditional_accuracy": float(hits.mean())}
     about = {
         "samples": per_class * k,
+        **sampling_about(model, temperature),
         "per_class": [round(float(h), 4) for h in hits],
         "classifier": judge.id,
     }
@@ -88,6 +133,10 @@ def conditional_accuracy(ctx: EvalContext) -> Result:
     if ceiling is not None:
         values["reconstruction_judged_accuracy"] = ceiling[0]
         about["reconstruction_judged_per_class"] = ceiling[1]
+        # What sampling loses beside what the decoder can draw at all: 1 when prior samples
+        # are judged as often right as reconstructions of real images with their true label.
+        if ceiling[0] > 0:
+            values["conditional_accuracy_of_ceiling"] = values["conditional_accuracy"] / ceiling[0]
     relabelled = judged_relabel_accuracy(ctx, judge)
     if relabelled is not None:
         values["relabel_accuracy"] = relabelled

@@ -17,7 +17,12 @@ import scipy.linalg
 import torch
 
 from genae.data.memory import seeded_generator
-from genae.metrics.classification import generate_for_classes
+from genae.metrics.classification import (
+    check_temperature,
+    generate_for_classes,
+    sampling_about,
+    tempered_sample,
+)
 from genae.metrics.registry import EvalContext, Result, register_metric
 
 
@@ -59,20 +64,21 @@ def generated_images(
     generator: torch.Generator,
     attributes: torch.Tensor | None = None,
     batch: int = 500,
+    temperature: float = 1.0,
 ) -> torch.Tensor:
     """n samples. A class-conditional model gets the same number of each class; an
     attribute-conditional one the attribute vectors of `attributes` (e.g. the test split's),
-    cycled."""
+    cycled. A model with a Gaussian prior draws at `temperature`."""
     k = model.spec.num_classes
     if model.is_conditional and k and not model.spec.attribute_names:
-        return generate_for_classes(model, max(1, n // k), k, generator, batch)[0]
+        return generate_for_classes(model, max(1, n // k), k, generator, batch, temperature)[0]
     conditions = None
     if model.is_conditional and attributes is not None:
         conditions = attributes.repeat((n + len(attributes) - 1) // len(attributes), 1)[:n]
     images = []
     for start in range(0, n, batch):
         c = None if conditions is None else conditions[start : start + batch]
-        images.append(model.sample(min(batch, n - start), c, generator=generator))
+        images.append(tempered_sample(model, min(batch, n - start), c, generator, temperature))
     return torch.cat(images)
 
 
@@ -82,10 +88,14 @@ def fid(ctx: EvalContext) -> Result:
     are the decoder's means; on a --binarize run those are Bernoulli means (pixel
     probabilities), so they are compared with the test images' grey levels (the probabilities
     its binarisation draws from), not with the binarised test images."""
+    temperature = ctx.options.temperature
+    check_temperature(ctx.model, temperature)
     judge = ctx.judge()
     ctx.model.eval()
     gen = seeded_generator(ctx.options.seed, 37)
-    fake = generated_images(ctx.model, ctx.options.samples, gen, ctx.test.labels)
+    fake = generated_images(
+        ctx.model, ctx.options.samples, gen, ctx.test.labels, temperature=temperature
+    )
     binarized = ctx.test_grey is not None
     reference = ctx.test_grey if binarized else ctx.test
     real = torch.cat([b.x for b in reference.batches(1000)])
@@ -102,6 +112,7 @@ def fid(ctx: EvalContext) -> Result:
             "split": "test",
             "examples": len(real),
             "samples": len(fake),
+            **sampling_about(ctx.model, temperature),
             "classifier": judge.id,
             "compared": compared,
         },

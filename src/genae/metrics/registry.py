@@ -21,6 +21,7 @@ from genae.config import require
 from genae.data.memory import TensorData
 from genae.metrics.judge import domain_classifier
 from genae.models.base import GenerativeModel
+from genae.models.latent import require_temperature
 
 
 @dataclass
@@ -35,11 +36,14 @@ class MetricOptions:
     """Test examples per importance-sampling batch."""
     seed: int = 0
     """Seed of the metrics' random draws (importance samples, generated images)."""
+    temperature: float = 1.0
+    """T of generated z = mean + T std eps (fid, conditional_accuracy): 1 the prior, 0 its mean."""
 
     def validate(self) -> None:
         require(self.iw_samples >= 1, "iw_samples", "an integer >= 1", self.iw_samples)
         require(self.samples >= 2, "samples", "an integer >= 2", self.samples)
         require(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
+        require_temperature(self.temperature)
 
 
 @dataclass

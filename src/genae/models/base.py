@@ -272,6 +272,27 @@ class Categories(ABC):
         """The most probable category (B,) of each image."""
 
 
+class TemperedPrior(ABC):
+    """Draws its codes from a diagonal Gaussian prior, N(0, I) or a learned p(z|y) given the
+    condition, as z = mean + T * std * eps with eps ~ N(0, I): the temperature T scales the
+    spread (1: the prior itself, 0: its mean). `prior_sample(n, generator, condition,
+    temperature)` and `sample(n, condition, generator, temperature)` take both."""
+
+    @property
+    @abstractmethod
+    def prior_kind(self) -> str:
+        """What the codes are drawn from, as a metric records it: "standard N(0, I)" or
+        "learned p(z|y)"."""
+
+    @abstractmethod
+    def prior_codes(
+        self, eps: torch.Tensor, condition: torch.Tensor | None = None, temperature: float = 1.0
+    ) -> torch.Tensor:
+        """Codes (n, d) from standard-normal noise eps (n, d) and, for a prior that depends on
+        the condition, labels shaped like `Batch.y` (n of them): the same eps under different
+        labels gives each label's code of the same quantile."""
+
+
 class Reconstructs(ABC):
     """Maps an image back to an image through its latent."""
 

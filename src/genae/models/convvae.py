@@ -7,6 +7,12 @@ then Gaussian heads for mean and log-variance (latent 100 by default). Decoder: 
 the smallest feature map, stages of nearest upsampling x2, 3x3 conv, BatchNorm, LeakyReLU, and a
 final 3x3 conv giving Bernoulli logits (default) or, through a sigmoid, Gaussian means. How 28x28,
 32x32, 64x64 and 8x8 images fit the stack is described in `genae.nn.conv`.
+
+With `conditional`, the label (one-hot) or attribute vector c enters both networks, as in the MLP
+CVAE: q(z | x, c) sees it as constant input channels beside the image, p(x | z, c) concatenated
+to z before its linear layer, so z only has to carry what the label does not, and sampling
+takes the class to draw. (Constant channels are the simplest way in: the first conv can add a
+per-class bias everywhere, and unlike FiLM they add no parameters beyond the first layer's.)
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import torch
 
 from genae.config import require
 from genae.data.types import DataSpec
+from genae.errors import ConfigError
 from genae.models.latent import GaussianLatentVAE
 from genae.models.registry import register
 from genae.nn.blocks import GaussianHead
@@ -34,6 +41,8 @@ class ConvVAEConfig:
     """Decoder likelihood p(x|z): bernoulli | gaussian."""
     decoder_std: float = 0.1
     """Fixed standard deviation of the gaussian likelihood (pixel units); unused otherwise."""
+    conditional: bool = False
+    """Condition encoder and decoder on the class (one-hot) or attribute vector; sample by label."""
 
     def validate(self) -> None:
         require(self.latent_dim >= 1, "latent_dim", "an integer >= 1", self.latent_dim)
@@ -55,18 +64,31 @@ class ConvVAE(GaussianLatentVAE):
 
     def __init__(self, config: ConvVAEConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)
-        self.encoder = ConvEncoder(spec.shape, config.stage_channels)
+        if config.conditional and spec.condition_dim == 0:
+            raise ConfigError(
+                f"conditional: model '{self.name}' conditions on labels, but the dataset has none"
+            )
+        # condition_dim is 0 unless conditional: the unconditional networks are unchanged.
+        cond = self.condition_dim
+        self.encoder = ConvEncoder(spec.shape, config.stage_channels, condition_dim=cond)
         self.posterior = GaussianHead(self.encoder.out_features, config.latent_dim)
-        self.decoder = ConvDecoder(config.latent_dim, spec.shape, config.stage_channels)
+        self.decoder = ConvDecoder(
+            config.latent_dim, spec.shape, config.stage_channels, condition_dim=cond
+        )
         self.likelihood = make_likelihood(config.likelihood, config.decoder_std)
         # A Gaussian decoder's mean goes through a sigmoid so it stays a valid image.
         self._sigmoid_mean = isinstance(self.likelihood, Gaussian)
 
+    @property
+    def is_conditional(self) -> bool:
+        return self.config.conditional
+
     def encode(self, x: torch.Tensor, c: torch.Tensor | None = None):
-        """Posterior mean and log-variance; x is (B, C, H, W) or flat (B, C*H*W)."""
-        return self.posterior(self.encoder(x.view(-1, *self.spec.shape)))
+        """Posterior mean and log-variance of q(z | x[, c]); x is (B, C, H, W) or flat
+        (B, C*H*W), c the condition vectors (B, K) of a conditional model."""
+        return self.posterior(self.encoder(x.view(-1, *self.spec.shape), c))
 
     def decode(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-        """Bernoulli logits or Gaussian means, flat (B, D)."""
-        out = self.decoder(z).flatten(1)
+        """Bernoulli logits or Gaussian means of p(x | z[, c]), flat (B, D)."""
+        out = self.decoder(z, c).flatten(1)
         return torch.sigmoid(out) if self._sigmoid_mean else out

@@ -1,17 +1,29 @@
 """The objective every Gaussian-latent VAE shares, whatever its encoder and decoder look like.
 
-    -ELBO(x) = E_q(z|x)[-log p(x|z)] + KL(q(z|x) || N(0, I))
+    -ELBO(x) = E_q(z|x)[-log p(x|z)] + KL(q(z|x) || p(z))
 
 estimated with one reparameterised sample and the closed-form KL. A subclass builds its networks
 and `self.likelihood` in `__init__` and says how to run them: `encode(x, c)` gives the posterior
-mean and log-variance, `decode(z, c)` the likelihood parameters as flat (B, D) rows. Loss,
+mean and log-variance, `decode(z, c)` the likelihood parameters as flat (B, D) rows; c is the
+condition vector of the labels for a conditional model (`is_conditional`), else None. Loss,
 evaluation, reconstruction and generation are written once, here.
+
+The prior p(z) is N(0, I), or for a conditional model optionally a learned p(z|y) =
+N(mu(y), diag sigma^2(y)) (Sohn et al. 2015): a subclass whose config says `prior = "learned"`
+sets `self.prior_net = LearnedPrior.for_spec(spec, latent_dim)`, and the KL, the importance
+weights and sampling all use it.
 """
 
 from __future__ import annotations
 
-import torch
+import math
+from typing import Any
 
+import torch
+from torch import nn
+
+from genae.config import require
+from genae.data.types import DataSpec
 from genae.models.base import (
     Batch,
     GenerativeModel,
@@ -19,17 +31,73 @@ from genae.models.base import (
     LogWeights,
     LossTerms,
     Reconstructs,
+    TemperedPrior,
 )
-from genae.nn.blocks import reparameterize, standard_normal
-from genae.nn.divergences import kl_normal_standard_units, log_normal_diag, log_normal_standard
+from genae.nn.blocks import GaussianHead, mlp, reparameterize, standard_normal
+from genae.nn.divergences import (
+    kl_normal_diag_units,
+    kl_normal_standard_units,
+    log_normal_diag,
+    log_normal_standard,
+)
 from genae.nn.likelihoods import Likelihood
 
+PRIORS = ("standard", "learned")  # the values of a conditional VAE's `prior` config field
 
-class GaussianLatentVAE(GenerativeModel, LatentCodes, LogWeights, Reconstructs):
-    """Base class: diagonal-Gaussian posterior, N(0, I) prior, a pixel likelihood."""
+
+def require_prior(prior: str) -> None:
+    """The config check of a `prior` field."""
+    require(prior in PRIORS, "prior", " | ".join(PRIORS), prior)
+
+
+def require_temperature(temperature: Any, where: str = "temperature") -> None:
+    """A sampling temperature is a finite number >= 0."""
+    number = isinstance(temperature, int | float) and not isinstance(temperature, bool)
+    require(
+        number and math.isfinite(temperature) and temperature >= 0,
+        where,
+        "a number >= 0 (1: the prior itself, 0: its mean)",
+        temperature,
+    )
+
+
+class LearnedPrior(nn.Module):
+    """p(z|c) = N(mean(c), diag exp(log_var(c))) of a conditional VAE (Sohn et al. 2015), c the
+    condition vector (`GenerativeModel.condition_vector`). For class labels (one-hot c) a linear
+    map, which is a mean and a log-variance per class; for attribute vectors an MLP with one
+    hidden layer. Its output layer starts at zero, so training starts from N(0, I)."""
+
+    def __init__(self, condition_dim: int, latent_dim: int, hidden: tuple[int, ...] = ()) -> None:
+        super().__init__()
+        self.body = mlp(condition_dim, hidden)
+        self.head = GaussianHead(hidden[-1] if hidden else condition_dim, latent_dim)
+        for layer in (self.head.mean, self.head.log_var):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    @classmethod
+    def for_spec(cls, spec: DataSpec, latent_dim: int) -> LearnedPrior:
+        """The prior network for a dataset's conditions: a table per class, or an MLP (128
+        hidden units) of the attribute vector."""
+        hidden = (128,) if spec.attribute_names else ()
+        return cls(spec.condition_dim, latent_dim, hidden)
+
+    def forward(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance (B, d) of p(z | c) for condition vectors c (B, condition_dim)."""
+        return self.head(self.body(c))
+
+
+class GaussianLatentVAE(GenerativeModel, LatentCodes, LogWeights, Reconstructs, TemperedPrior):
+    """Base class: diagonal-Gaussian posterior, N(0, I) prior (or a learned p(z|y)), a pixel
+    likelihood."""
 
     console_metrics = ("train_loss", "val_neg_elbo", "val_kl", "val_recon_mse")
     likelihood: Likelihood
+
+    def __init__(self, config: Any, spec: DataSpec) -> None:
+        super().__init__(config, spec)
+        # None: p(z) = N(0, I). A conditional subclass may set a LearnedPrior: p(z|y).
+        self.prior_net: LearnedPrior | None = None
 
     # --- what a subclass provides -------------------------------------------------------------
     def encode(
@@ -46,13 +114,41 @@ class GaussianLatentVAE(GenerativeModel, LatentCodes, LogWeights, Reconstructs):
     def latent_dim(self) -> int:
         return self.config.latent_dim
 
-    # Conditioning hooks: unconditional by default; a conditional model overrides both.
+    # Conditioning follows from `is_conditional` (cvae always; the conv models with
+    # `conditional`): the networks take condition vectors of this width (0: none) ...
     @property
     def condition_dim(self) -> int:
-        return 0
+        return self.spec.condition_dim if self.is_conditional else 0
 
+    # ... and every method here turns a batch's labels into them through this one function.
     def _condition(self, y: torch.Tensor | None) -> torch.Tensor | None:
-        return None
+        if not self.is_conditional:
+            return None
+        if y is None:
+            raise ValueError(f"the conditional model '{self.name}' needs a label for every example")
+        return self.condition_vector(y)
+
+    # --- the prior ----------------------------------------------------------------------------
+    def prior_params(self, c: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Mean and log-variance of p(z | c) for condition vectors c; None for N(0, I)."""
+        if self.prior_net is None:
+            return None
+        if c is None:
+            raise ValueError("the learned prior p(z|y) needs a label for every code")
+        return self.prior_net(c)
+
+    @property
+    def prior_kind(self) -> str:
+        return "standard N(0, I)" if self.prior_net is None else "learned p(z|y)"
+
+    def _kl_units(
+        self, mean: torch.Tensor, log_var: torch.Tensor, c: torch.Tensor | None
+    ) -> torch.Tensor:
+        """KL(q(z|x[,c]) || p(z[|c])) of each unit, (B, d)."""
+        prior = self.prior_params(c)
+        if prior is None:
+            return kl_normal_standard_units(mean, log_var)
+        return kl_normal_diag_units(mean, log_var, *prior)
 
     # --- the objective ------------------------------------------------------------------------
     def _terms(self, x: torch.Tensor, c: torch.Tensor | None):
@@ -61,7 +157,7 @@ class GaussianLatentVAE(GenerativeModel, LatentCodes, LogWeights, Reconstructs):
         mean, log_var = self.encode(x, c)
         z = reparameterize(mean, log_var)
         recon_nll = -self.likelihood.log_prob(self.decode(z, c), x.flatten(1))
-        return recon_nll, kl_normal_standard_units(mean, log_var), mean
+        return recon_nll, self._kl_units(mean, log_var, c), mean
 
     def loss(self, batch: Batch) -> LossTerms:
         recon_nll, kl_units, _ = self._terms(batch.x, self._condition(batch.y))
@@ -104,7 +200,12 @@ class GaussianLatentVAE(GenerativeModel, LatentCodes, LogWeights, Reconstructs):
         c_rep = None if c is None else c.repeat(k, 1)
         log_px = self.likelihood.log_prob(self.decode(z, c_rep), x.repeat(k, 1))
         log_q = log_normal_diag(z, mean.repeat(k, 1), log_var.repeat(k, 1))
-        return (log_px + log_normal_standard(z) - log_q).view(k, b).T
+        prior = self.prior_params(c)
+        if prior is None:
+            log_pz = log_normal_standard(z)
+        else:
+            log_pz = log_normal_diag(z, prior[0].repeat(k, 1), prior[1].repeat(k, 1))
+        return (log_px + log_pz - log_q).view(k, b).T
 
     # --- model(x), reconstruction and generation ----------------------------------------------
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -120,8 +221,40 @@ class GaussianLatentVAE(GenerativeModel, LatentCodes, LogWeights, Reconstructs):
         """Decoded posterior means, as images: `model(x, y)` without gradients."""
         return self(x, y)
 
-    def prior_sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return standard_normal((n, self.latent_dim), generator, self.device)
+    def prior_codes(
+        self, eps: torch.Tensor, condition: torch.Tensor | None = None, temperature: float = 1.0
+    ) -> torch.Tensor:
+        """z = mean(y) + T * std(y) * eps: under N(0, I) eps itself (times T); under a learned
+        p(z|y) each label's prior mean and spread (labels shaped like `Batch.y`)."""
+        require_temperature(temperature)
+        if self.prior_net is None:
+            return eps if temperature == 1.0 else eps * temperature
+        mean, log_var = self.prior_params(self._condition(condition))
+        return torch.addcmul(mean, eps, temperature * torch.exp(0.5 * log_var))
+
+    def prior_sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        condition: torch.Tensor | None = None,
+        temperature: float = 1.0,
+    ) -> torch.Tensor:
+        """n codes from the prior at a temperature (given n labels, for a learned p(z|y))."""
+        eps = standard_normal((n, self.latent_dim), generator, self.device)
+        return self.prior_codes(eps, condition, temperature)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        condition: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+    ) -> torch.Tensor:
+        """n images in [0, 1] decoded from prior codes; `condition`: labels shaped like
+        `Batch.y` (a learned p(z|y) draws from them too); `temperature` scales the prior's
+        spread (1: the prior itself, 0: its mean)."""
+        return self.generate(self.prior_sample(n, generator, condition, temperature), condition)
 
     @torch.no_grad()
     def generate(self, z: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:

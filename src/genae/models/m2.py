@@ -54,13 +54,14 @@ from genae.nn.blocks import (
     ACTIVATIONS,
     GaussianHead,
     mlp,
+    mlp_for_every_class,
     reparameterize,
     require_mlp_fields,
     standard_normal,
 )
 from genae.nn.divergences import kl_normal_standard
 from genae.nn.likelihoods import Bernoulli, LearnedGaussian, Likelihood
-from genae.scores import clustering_accuracy
+from genae.scores import clustering_accuracy, kmeans_baseline
 
 # Steps between two measurements of the classifier's gradient from each term (from each epoch's
 # first step): two backward passes through the classifier alone, cheap beside the step's own.
@@ -185,7 +186,14 @@ class SemiSupervisedVAE(GenerativeModel, LatentCodes):
         """L(v, y) per row: -ELBO of the pair, including -log p(y) = log K. kl_weight: the
         warm-up's weight on KL(q(z|v,y) || p(z)) (training only)."""
         y_onehot = F.one_hot(y, self.spec.num_classes).float()
-        mean, log_var = self.posterior(self.encoder(torch.cat([v, y_onehot], 1)))
+        hidden = self.encoder(torch.cat([v, y_onehot], 1))
+        return self.bound_from_encoding(hidden, v, y_onehot, kl_weight)
+
+    def bound_from_encoding(
+        self, hidden: torch.Tensor, v: torch.Tensor, y_onehot: torch.Tensor, kl_weight: float
+    ) -> torch.Tensor:
+        """L(v, y) per row, given the encoder's output for (v, y)."""
+        mean, log_var = self.posterior(hidden)
         z = reparameterize(mean, log_var)
         params = self.decoder(torch.cat([z, y_onehot], 1))
         recon = -self.likelihood.log_prob(params, v)
@@ -193,10 +201,13 @@ class SemiSupervisedVAE(GenerativeModel, LatentCodes):
         return recon + kl_weight * kl + math.log(self.spec.num_classes)
 
     def class_bounds(self, v: torch.Tensor, kl_weight: float = 1.0) -> torch.Tensor:
-        """L(v, y) for every class y, shape (B, K), in one batched pass of B*K rows."""
+        """L(v, y) for every class y, shape (B, K), in one batched pass of B*K rows (the
+        encoder's first layer on the B rows only: `mlp_for_every_class`)."""
         k, b = self.spec.num_classes, v.shape[0]
         every_class = torch.arange(k, device=v.device).repeat_interleave(b)  # (K*B,)
-        return self.labelled_bound(v.repeat(k, 1), every_class, kl_weight).view(k, b).T
+        hidden = mlp_for_every_class(self.encoder, v, k)
+        y_onehot = F.one_hot(every_class, k).float()
+        return self.bound_from_encoding(hidden, v.repeat(k, 1), y_onehot, kl_weight).view(k, b).T
 
     def unlabelled_bound(
         self, v: torch.Tensor, bounds: torch.Tensor | None = None, kl_weight: float = 1.0
@@ -339,7 +350,19 @@ class SemiSupervisedVAE(GenerativeModel, LatentCodes):
         if data.labels is None or data.labels.dim() != 1:
             return {}
         predicted = torch.cat([self.classify(b.x).argmax(-1) for b in data.batches(batch_size)])
-        return {"clustering_accuracy": clustering_accuracy(predicted, data.labels)}
+        values = {"clustering_accuracy": clustering_accuracy(predicted, data.labels)}
+        if train is not None and self.config.labelled_examples == 0:
+            # Unsupervised (--labels 0): the baseline the K categories must beat, k-means with K
+            # clusters fit on the training pixels (never on the images it is scored on). For
+            # M1+M2 too it runs on pixels: the question is what the model adds over raw data.
+            values["kmeans_clustering_accuracy"] = kmeans_baseline(
+                train.images,
+                data.images,
+                data.labels,
+                self.spec.num_classes,
+                binarize_fit=train.binarize,
+            )
+        return values
 
     @property
     def is_conditional(self) -> bool:

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import torch
 
-from genae.config import require
+from genae.config import default_changed, require
 from genae.data.types import DataSpec
 from genae.models.base import linear_warmup
-from genae.models.latent import GaussianLatentVAE
+from genae.models.latent import GaussianLatentVAE, LearnedPrior, require_prior
 from genae.models.registry import register
 from genae.nn.blocks import GaussianHead, mlp, require_mlp_fields
 from genae.nn.likelihoods import make_likelihood
@@ -106,14 +106,33 @@ class VAE(GaussianLatentVAE):
         return linear_warmup(self.progress, self.config.kl_warmup_epochs) * per_unit.sum()
 
 
+@dataclass
+class ConditionalVAEConfig(VAEConfig):
+    # Learned by default: on Fashion-MNIST (latent 2, 10 epochs, 3 seeds) its samples were
+    # judged the requested class 0.821 of the time against 0.685 under N(0, I), at the same
+    # validation bound (250.65 vs 250.68 nats).
+    prior: str = default_changed("learned", before="standard")
+    """p(z|y): learned (N(mu(y), sigma^2(y)), Sohn et al. 2015) | standard (N(0, I))."""
+
+    def validate(self) -> None:
+        super().validate()
+        require_prior(self.prior)
+
+
 @register
 class ConditionalVAE(VAE):
     """Supervised conditional VAE: the label (one-hot) or attribute vector is concatenated to the
-    encoder input and to the decoder input, so z only has to carry what the label does not."""
+    encoder input and to the decoder input, so z only has to carry what the label does not. The
+    prior is N(0, I), or with `prior = "learned"` a Gaussian p(z|y) learned with the rest."""
 
     name = "cvae"
-    config_class = VAEConfig
+    config_class = ConditionalVAEConfig
     needs_labels = True
+
+    def __init__(self, config: ConditionalVAEConfig, spec: DataSpec) -> None:
+        super().__init__(config, spec)
+        if config.prior == "learned":
+            self.prior_net = LearnedPrior.for_spec(spec, config.latent_dim)
 
     @property
     def is_conditional(self) -> bool:

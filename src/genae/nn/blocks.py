@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from genae.config import require
@@ -56,6 +57,20 @@ def mlp(
     if out_features is not None:
         layers.append(nn.Linear(width, out_features))
     return nn.Sequential(*layers)
+
+
+def mlp_for_every_class(net: nn.Sequential, v: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """`net(cat([v, one_hot(y)]))` for every class y, shape (K*B, out), class-major rows (all of
+    class 0, then class 1, ...), for a `net` whose first module is a Linear over the
+    concatenation. A one-hot input only selects a column of that layer's weight, so the layer
+    runs once on the B rows of v and adds each class's column, instead of running on K*B
+    repeated rows: the widest matmul of an M2 step becomes K times smaller."""
+    first = net[0]
+    # W_v v + b through the layer itself (the class part zero), so hooks and wrappers see it
+    shared = first(F.pad(v, (0, num_classes)))
+    per_class = first.weight[:, -num_classes:].T  # (K, H): the column each one-hot selects
+    hidden = shared.unsqueeze(0) + per_class.unsqueeze(1)  # (K, B, H)
+    return net[1:](hidden.flatten(0, 1))
 
 
 class GaussianHead(nn.Module):

@@ -76,10 +76,17 @@ DCGAN = ConvStyle(kernel=4, batch_norm=True, activation=lambda: nn.LeakyReLU(LEA
 CAAE = ConvStyle(kernel=5, batch_norm=False, activation=nn.ReLU)  # Zhang et al. 2017
 
 
+def label_maps(condition: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Condition vectors (B, K) as K constant feature maps (B, K, h, w) of the given (h, w)."""
+    return condition[:, :, None, None].expand(-1, -1, *size)
+
+
 class ConvEncoder(nn.Module):
     """Images (B, C, H, W) -> flat features, per stage a conv (stride 2 in the style's kernel, or
     3x3 stride 1 on small images), [BatchNorm,] activation. With `code_dim`, a linear layer and a
-    tanh turn the features into codes in [-1, 1]^code_dim (the CAAE's encoder)."""
+    tanh turn the features into codes in [-1, 1]^code_dim (the CAAE's encoder). With
+    `condition_dim` K, forward takes a condition vector (B, K) too, which enters as K constant
+    input channels beside the (padded) image, so the first conv already sees the label."""
 
     def __init__(
         self,
@@ -87,12 +94,14 @@ class ConvEncoder(nn.Module):
         channels: Sequence[int],
         style: ConvStyle = DCGAN,
         code_dim: int | None = None,
+        condition_dim: int = 0,
     ) -> None:
         super().__init__()
         self.geometry = ConvGeometry(tuple(shape), tuple(channels))  # type: ignore[arg-type]
+        self.condition_dim = condition_dim
         flat_stages = len(channels) - self.geometry.stages
         layers: list[nn.Module] = []
-        width = shape[0]
+        width = shape[0] + condition_dim
         for i, out in enumerate(channels):
             if i < flat_stages:
                 layers.append(nn.Conv2d(width, out, 3, stride=1, padding=1))
@@ -108,10 +117,14 @@ class ConvEncoder(nn.Module):
         self.out_features = width * h * w
         self.fc = nn.Linear(self.out_features, code_dim) if code_dim is not None else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        _check_condition(self.condition_dim, condition)
         pad = self.geometry.padding
         if any(pad):
             x = F.pad(x, pad)
+        if condition is not None:
+            # After the padding: the label is constant over everything the first conv reads.
+            x = torch.cat([x, label_maps(condition.to(x.dtype), x.shape[2:])], dim=1)
         features = self.convs(x).flatten(1)
         return features if self.fc is None else torch.tanh(self.fc(features))
 
@@ -119,16 +132,25 @@ class ConvEncoder(nn.Module):
 class ConvDecoder(nn.Module):
     """Codes (B, D) -> images (B, C, H, W) of raw outputs: linear to (channels[-1], h, w), then
     per stage nearest upsampling x2, 3x3 conv, BatchNorm, LeakyReLU, and a final 3x3 conv to C
-    channels (after the last upsampling) without normalisation or activation."""
+    channels (after the last upsampling) without normalisation or activation. With
+    `condition_dim` K, forward takes a condition vector (B, K) too, concatenated to the code
+    before the linear layer (as the MLP CVAE's decoder takes it)."""
 
-    def __init__(self, in_features: int, shape: tuple[int, int, int], channels: Sequence[int]):
+    def __init__(
+        self,
+        in_features: int,
+        shape: tuple[int, int, int],
+        channels: Sequence[int],
+        condition_dim: int = 0,
+    ) -> None:
         super().__init__()
         self.geometry = ConvGeometry(tuple(shape), tuple(channels))  # type: ignore[arg-type]
         self.shape = tuple(shape)
+        self.condition_dim = condition_dim
         h, w = self.geometry.bottom
         top = channels[-1]
         self.bottom_shape = (top, h, w)
-        self.project = nn.Linear(in_features, top * h * w)
+        self.project = nn.Linear(in_features + condition_dim, top * h * w)
         # Widths after each stage: the encoder's in reverse, ending with the image channels.
         widths = [*reversed(channels[:-1]), shape[0]]
         layers: list[nn.Module] = []
@@ -142,10 +164,23 @@ class ConvDecoder(nn.Module):
             width = out
         self.net = nn.Sequential(*layers)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        _check_condition(self.condition_dim, condition)
+        if condition is not None:
+            z = torch.cat([z, condition.to(z.dtype)], dim=1)
         # The projection is followed by the same BatchNorm-free LeakyReLU the stages use.
         x = F.leaky_relu(self.project(z), LEAKY_SLOPE).view(len(z), *self.bottom_shape)
         out = self.net(x)
         left, _, top, _ = self.geometry.padding
         _, h, w = self.shape
         return out[:, :, top : top + h, left : left + w]
+
+
+def _check_condition(condition_dim: int, condition: torch.Tensor | None) -> None:
+    """A conditional network needs its (B, condition_dim) condition, an unconditional one none:
+    a silently ignored or missing label would only show as wrong samples."""
+    if condition_dim and (condition is None or condition.shape[-1] != condition_dim):
+        got = "none" if condition is None else f"width {condition.shape[-1]}"
+        raise ValueError(f"expected a condition vector of width {condition_dim}, got {got}")
+    if not condition_dim and condition is not None:
+        raise ValueError("this network is unconditional, but was given a condition vector")

@@ -9,8 +9,12 @@ Two families, both wrapped in `FeatureExtractor` (frozen, always in eval mode):
       relu1_1 = 1, relu2_1 = 6, relu3_1 = 11, relu4_1 = 20, relu5_1 = 29
 
   (each is the ReLU right after the first conv of a block; blocks are separated by the max-pools
-  at 4, 9, 18, 27, 36). Inputs are normalised with the ImageNet mean/std; grayscale images are
-  repeated to three channels.
+  at 4, 9, 18, 27, 36). Inputs are scaled as those weights were trained (torchvision's
+  VGG19_Weights.IMAGENET1K_V1 transforms): RGB in [0, 1], minus the ImageNet mean
+  (0.485, 0.456, 0.406), divided by the std (0.229, 0.224, 0.225); grayscale images are repeated
+  to three channels first. (The DFC-VAE authors' Caffe VGG19 took BGR in [0, 255] minus the mean
+  pixel, without the std: activations roughly 255 * 0.226 = 58 times larger, squared errors
+  ~3,300 times; the normalised loss below makes that scale irrelevant.)
 * ``classifier``: the conv blocks of a `classifier` run trained on the dataset itself, tapped
   after each block (see `genae.models.dfcvae`). It works offline and on 28x28 or 8x8 grayscale
   data, where ImageNet features mean little.
@@ -130,15 +134,43 @@ class FeatureExtractor(nn.Module):
         return outputs
 
 
-def feature_mse(net: FeatureExtractor, x: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
-    """Per-example sum over the tapped layers of 1/(2 C H W) ||phi(x) - phi(recon)||^2 — the
-    feature-consistency term of Hou et al. 2016. Targets carry no gradient."""
+# How the feature term is scaled (DFCVAEConfig.feature_loss): `normalized` divides each layer's
+# term by the mean square of its target activations, `raw` is the paper's unnormalised form.
+FEATURE_LOSSES = ("normalized", "raw")
+
+
+def feature_loss(
+    net: FeatureExtractor, x: torch.Tensor, recon: torch.Tensor, *, normalize: bool = True
+) -> torch.Tensor:
+    """Per-example feature-consistency loss of Hou et al. 2016, summed over the tapped layers l:
+
+        raw:         1/(2 C_l H_l W_l) ||phi_l(x) - phi_l(recon)||^2
+        normalized:  the same divided by m_l, the mean over the batch, channels and positions
+                     of phi_l(x)^2; i.e. ||phi_l(x_i) - phi_l(recon_i)||^2 / (2 s_l) with
+                     s_l = mean_j ||phi_l(x_j)||^2 over the batch
+
+    The normalised term is a relative squared error: it does not change when a layer's
+    activations are multiplied by a constant (input scaling, weight scale, feature network),
+    nor with the layer's size, and it is 1/2 per layer when phi(recon) is 0. m_l is a constant of
+    the batch (the targets carry no gradient); it is floored at 1e-12 for a layer whose targets
+    are all zero. Reductions run in float32 whatever the autocast dtype of the features.
+    """
     with torch.no_grad():
         targets = net(x)
     total = torch.zeros(len(x), device=x.device)
-    for target, feature in zip(targets, net(recon)):
-        total = total + 0.5 * (feature - target).pow(2).flatten(1).mean(-1)
+    for target, feature in zip(targets, net(recon), strict=True):
+        target, feature = target.float(), feature.float()
+        term = 0.5 * (feature - target).pow(2).flatten(1).mean(-1)
+        if normalize:
+            term = term / target.pow(2).mean().clamp_min(1e-12)
+        total = total + term
     return total
+
+
+def feature_mse(net: FeatureExtractor, x: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
+    """The raw (unnormalised) feature loss: per-example sum over the tapped layers of
+    1/(2 C H W) ||phi(x) - phi(recon)||^2, the paper's formula. Targets carry no gradient."""
+    return feature_loss(net, x, recon, normalize=False)
 
 
 def vgg19_features(

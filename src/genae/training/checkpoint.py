@@ -87,6 +87,20 @@ def restore_optimizer(
         state.setdefault(int(param_id), {})[field] = value
     groups = [dict(g, betas=tuple(g["betas"])) if "betas" in g else g for g in meta["param_groups"]]
     optimizer.load_state_dict({"state": state, "param_groups": groups})
+    match_parameter_layouts(optimizer)
+
+
+def match_parameter_layouts(optimizer: torch.optim.Optimizer) -> None:
+    """Give every per-parameter state tensor its parameter's memory layout. Checkpoints hold
+    contiguous tensors, and load_state_dict keeps that layout; the fused Adam kernel walks a
+    parameter, its gradient and its moments as one flat array each, so a channels_last weight
+    beside contiguous moments would be updated with another element's moments."""
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            param_state = optimizer.state.get(parameter, {})
+            for key, value in param_state.items():
+                if torch.is_tensor(value) and value.shape == parameter.shape:
+                    param_state[key] = torch.empty_like(parameter, dtype=value.dtype).copy_(value)
 
 
 def rng_tensors() -> dict[str, torch.Tensor]:

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genae.config import TrainConfig, from_mapping, to_mapping
+from genae.config import TrainConfig, from_mapping, to_mapping, with_saved_defaults
 from genae.data.types import DataSpec
 from genae.errors import CheckpointError
 from genae.io import write_json_atomic, write_text_atomic
 from genae.models.base import GenerativeModel
-from genae.models.registry import build_model
+from genae.models.registry import MODELS, build_model
 from genae.training.checkpoint import load_weights, save_weights
 from genae.version import __version__
 
@@ -146,6 +146,9 @@ def read_model_config(run_dir: Path) -> dict[str, Any]:
             f"{config.get('genae_version', '?')}); this genae {__version__} reads format "
             f"{RUN_FORMAT}"
         )
+    if isinstance(config["model_config"], dict) and config["model"] in MODELS:
+        config_class = MODELS[config["model"]].config_class
+        config["model_config"] = with_saved_defaults(config_class, config["model_config"])
     return config
 
 

@@ -231,6 +231,10 @@ class Trainer:
         explicit: dict[str, list[str]] | None = None,
         options: rundir.OptionNames = rundir.API_OPTIONS,
     ) -> None:
+        if train.device.type == "cpu":
+            # oneDNN's convolutions run 1.1-1.6x faster per step on channels_last weights (the
+            # conv VAE, the classifier, the CAAE; benchmarks/throughput.py); a no-op for MLPs.
+            model.to(memory_format=torch.channels_last)
         self.model = model
         self.options = options  # how messages name the run options (API arguments, CLI flags)
         self.explicit = explicit  # the options the caller set, recorded in config.json

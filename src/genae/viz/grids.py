@@ -9,8 +9,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from genae.errors import ConfigError
 from genae.io import atomic_path
-from genae.models.base import Categories, GenerativeModel
+from genae.models.base import Categories, GenerativeModel, TemperedPrior
+from genae.nn.blocks import standard_normal
 
 LABEL_GAP = 4  # pixels between the widest row label and the grid
 
@@ -86,22 +88,36 @@ def label_names(model: GenerativeModel, labels: Sequence[int]) -> list[str]:
     return [names[k] if k < len(names) else f"class {k}" for k in labels]
 
 
+@torch.no_grad()
 def sample_grid(
     model: GenerativeModel,
     n: int = 64,
     label: int | None = None,
     generator: torch.Generator | None = None,
+    temperature: float = 1.0,
 ) -> tuple[torch.Tensor, int]:
     """Samples and the number per row. A class-conditional model without a chosen label gives
-    one row per class with the same noise in each column, so rows differ only by the label."""
+    one row per class with the same noise in each column, so rows differ only by the label (and,
+    under a learned p(z|y), by where that label's prior puts the noise). temperature: scales the
+    spread of a Gaussian prior (`TemperedPrior`); other models take 1 only."""
+    tempered = isinstance(model, TemperedPrior)
+    if not tempered and temperature != 1.0:
+        raise ConfigError(f"temperature: model '{model.name}' has no Gaussian prior to temper")
     if model.grid_labels(1) is not None and label is None:
         per_row = 10
         labels = model.grid_labels(per_row)
-        z = model.prior_sample(per_row, generator).repeat(len(labels) // per_row, 1)
+        repeats = len(labels) // per_row
+        if tempered:
+            eps = standard_normal((per_row, model.latent_dim), generator, model.device)
+            z = model.prior_codes(eps.repeat(repeats, 1), labels, temperature)
+        else:
+            z = model.prior_sample(per_row, generator).repeat(repeats, 1)
         return model.generate(z, labels), per_row
     condition = None
     if label is not None:
         condition = torch.full((n,), label, dtype=torch.long, device=model.device)
+    if tempered:
+        return model.sample(n, condition, generator=generator, temperature=temperature), 8
     return model.sample(n, condition, generator=generator), 8
 
 
@@ -125,11 +141,12 @@ def save_sample_grid(
     n: int = 64,
     label: int | None = None,
     generator: torch.Generator | None = None,
+    temperature: float = 1.0,
 ) -> None:
     """A grid of samples (see `sample_grid`) with each row's class written on its left."""
     was_training = model.training
     model.eval()
-    images, per_row = sample_grid(model, n, label, generator)
+    images, per_row = sample_grid(model, n, label, generator, temperature)
     model.train(was_training)
     scale = 2 if images.shape[-1] <= 32 else 1
     row_labels = sample_grid_row_labels(model, len(images), per_row, label)

@@ -1,0 +1,160 @@
+"""Choose M2's recipe on validation: train each candidate setting for several seeds and print
+validation accuracy against the supervised baseline of the same run (mean, sd and per seed).
+
+The test split stays sealed (runs are made with final_test=False), so nothing here reads it.
+By default it trains on a seeded 8,000-example subset with 100 labels, the size of the held-out
+real-digit check of issue 18, where a recipe's schedule matters most; `--max-train-examples 0`
+uses the whole training split.
+
+    python scripts/m2_recipe_sweep.py --out /tmp/m2sweep --seeds 0,1 --only paper,spread
+    python scripts/m2_recipe_sweep.py --list
+
+Each finished (setting, seed) is one JSON line in OUT/results.jsonl; a rerun skips those.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from genae.training.runs import train_run
+
+# name -> (model options, training options), each over BASE_TRAIN and the model's defaults
+CANDIDATES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "paper": ({}, {}),
+    "spread": ({}, {"labelled_schedule": "spread"}),
+    "alpha1": ({"alpha": 1.0}, {}),
+    "alpha0.01": ({"alpha": 0.01}, {}),
+    "warmup5": ({"warmup_epochs": 5}, {}),
+    "spread-alpha1": ({"alpha": 1.0}, {"labelled_schedule": "spread"}),
+    "lr3e-4": ({}, {"lr": 3e-4}),
+    "batch200": ({}, {"batch_size": 200}),
+    "constant-lr": ({}, {"lr_schedule": "constant"}),
+    "latent10": ({"latent_dim": 10}, {}),
+    "latent4": ({"latent_dim": 4}, {}),
+    "latent10-alpha1": ({"latent_dim": 10, "alpha": 1.0}, {}),
+    "latent10-spread": ({"latent_dim": 10}, {"labelled_schedule": "spread"}),
+    "latent4-alpha1": ({"latent_dim": 4, "alpha": 1.0}, {}),
+    "alpha10": ({"alpha": 10.0}, {}),
+    "alpha3": ({"alpha": 3.0}, {}),
+}
+
+BASE_TRAIN: dict[str, Any] = {
+    "dataset": "fashion-mnist",
+    "epochs": 30,
+    "batch_size": 100,
+    "lr": 1e-3,
+    "lr_schedule": "cosine",
+    "binarize": True,
+    "labels": "100",
+    "progress": False,
+    "snapshot_epochs": [],
+}
+
+
+def summary(values: list[float]) -> str:
+    if not values:
+        return "-"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    per_seed = ", ".join(f"{v:.3f}" for v in values)
+    return f"{statistics.mean(values):.3f} ± {sd:.3f} ({per_seed})"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/m2-sweep"))
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--only", default="", help="comma-separated candidate names")
+    parser.add_argument("--epochs", type=int, default=BASE_TRAIN["epochs"])
+    parser.add_argument("--labels", default=BASE_TRAIN["labels"])
+    parser.add_argument("--max-train-examples", type=int, default=8000)
+    parser.add_argument("--dataset", default=BASE_TRAIN["dataset"])
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--model", default="m2")
+    parser.add_argument("--list", action="store_true", help="print the candidates and exit")
+    parser.add_argument("--report", action="store_true", help="summarise results.jsonl only")
+    args = parser.parse_args()
+    if args.list:
+        for name, (model, train) in CANDIDATES.items():
+            print(f"{name:14s} model {model}  train {train}")
+        return 0
+    names = [n for n in args.only.split(",") if n] or list(CANDIDATES)
+    unknown = [n for n in names if n not in CANDIDATES]
+    if unknown:
+        print(f"--only: unknown candidate(s) {', '.join(unknown)}; see --list", file=sys.stderr)
+        return 2
+    seeds = [int(s) for s in args.seeds.split(",")]
+    args.out.mkdir(parents=True, exist_ok=True)
+    results_file = args.out / "results.jsonl"
+    done = {}
+    if results_file.exists():
+        for line in results_file.read_text().splitlines():
+            row = json.loads(line)
+            done[(row["model"], row["candidate"], row["max_train_examples"], row["seed"])] = row
+    if not args.report:
+        for name in names:
+            model_options, train_options = CANDIDATES[name]
+            for seed in seeds:
+                key = (args.model, name, args.max_train_examples, seed)
+                if key in done:
+                    continue
+                train = {
+                    **BASE_TRAIN,
+                    "epochs": args.epochs,
+                    "labels": args.labels,
+                    "dataset": args.dataset,
+                    "data_dir": args.data_dir,
+                    "max_train_examples": args.max_train_examples,
+                    "seed": seed,
+                    **train_options,
+                }
+                start = time.perf_counter()
+                run = train_run(
+                    args.model,
+                    model_config=model_options,
+                    train_config=train,
+                    run_dir=args.out / f"{args.model}-{name}-n{args.max_train_examples}-seed{seed}",
+                    force=True,
+                    final_test=False,
+                )
+                history = run.history
+                last = history[-1]
+                row = {
+                    "model": args.model,
+                    "candidate": name,
+                    "max_train_examples": args.max_train_examples,
+                    "seed": seed,
+                    "seconds": round(time.perf_counter() - start, 1),
+                    "val_accuracy": last["val_accuracy"],
+                    "val_supervised_baseline_accuracy": last["val_supervised_baseline_accuracy"],
+                    "val_generative_accuracy": last.get("val_generative_accuracy"),
+                    "val_accuracy_by_epoch": [r.get("val_accuracy") for r in history],
+                }
+                done[key] = row
+                with results_file.open("a") as out:
+                    out.write(json.dumps(row) + "\n")
+                print(
+                    f"{name} seed {seed}: val accuracy {row['val_accuracy']:.3f}, baseline "
+                    f"{row['val_supervised_baseline_accuracy']:.3f} ({row['seconds']:.0f} s)",
+                    flush=True,
+                )
+    examples = args.max_train_examples or "all"
+    print(f"\n{args.model}, {examples} training examples, {args.labels} labels")
+    print(f"{'candidate':14s} {'val accuracy':34s} {'gain over baseline'}")
+    for name in CANDIDATES:
+        rows = [r for k, r in done.items() if k[:3] == (args.model, name, args.max_train_examples)]
+        if not rows:
+            continue
+        acc = [r["val_accuracy"] for r in rows]
+        gain = [r["val_accuracy"] - r["val_supervised_baseline_accuracy"] for r in rows]
+        print(f"{name:14s} {summary(acc):34s} {summary(gain)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
