@@ -17,7 +17,8 @@ three ways are measured one after the other inside it, so they share those setti
   step calls, with the input shapes it calls them with (recorded by a forward hook), run forward
   and backward (the gradients the step needs: weights that train, inputs that carry gradient)
   on random tensors, with no loss, activation, normalisation or optimiser. Its samples/s is what
-  this machine's matmul/conv kernels allow for that network at that batch.
+  this machine's matmul/conv kernels allow for that network at that batch. Convolutions run in
+  both memory layouts (NCHW and channels_last) and the faster counts.
 
 pythae 0.1.2's BaseTrainer is the peer for the MLP VAE (its own process settings are genae's
 here, as for the minimal loop). Families and their recipes are in FAMILIES; caae runs on random
@@ -266,11 +267,19 @@ def layer_flops(call: LayerCall) -> float:
     return forward + weight_grad + (forward if call.input_grad else 0.0)
 
 
-def limit_step(calls: list[LayerCall]) -> Callable[[], None]:
-    """One step of the network's matmuls and convolutions alone, on random tensors."""
+def limit_step(
+    calls: list[LayerCall], memory_format: torch.memory_format = torch.contiguous_format
+) -> Callable[[], None]:
+    """One step of the network's matmuls and convolutions alone, on random tensors; 4-d
+    weights and inputs in `memory_format` (oneDNN's convolutions are faster on channels_last,
+    which genae's trainer uses on CPU, so the limit is the faster of the two layouts)."""
     prepared = []
     for call in calls:
-        x = torch.randn(call.shape, requires_grad=call.input_grad)
+        x = torch.randn(call.shape)
+        if x.dim() == 4:
+            x = x.contiguous(memory_format=memory_format)
+            call.module.to(memory_format=memory_format)
+        x.requires_grad_(call.input_grad)
         with torch.no_grad():
             grad_out = torch.randn_like(call.module(x))
         wrt = [p for p in call.module.parameters() if p.requires_grad] if call.backward else []
@@ -431,7 +440,9 @@ def measure_family(name: str, seconds: float, rounds: int, with_pythae: bool) ->
             extra["feature_weights"] = str(workdir / FEATURE_ROLE)
         calls = record_layer_calls(family, data, helpers)
         flops_per_step = sum(layer_flops(call) for call in calls)
-        limit, minimal = limit_step(calls), minimal_step(family, data, helpers)
+        has_conv = any(isinstance(c.module, nn.modules.conv._ConvNd) for c in calls)
+        layouts = [torch.contiguous_format] + ([torch.channels_last] if has_conv else [])
+        minimal = minimal_step(family, data, helpers)
         adam = adam_step(family, data, helpers)
         speeds: dict[str, list[float]] = {way: [] for way in WAYS}
         per_round = seconds / rounds
@@ -439,7 +450,13 @@ def measure_family(name: str, seconds: float, rounds: int, with_pythae: bool) ->
         # The ways take turns, round after round, so that a change in the machine's load
         # between them shows up in every way rather than in one; the best round of each counts.
         for _ in range(rounds):
-            speeds["limit"].append(family.batch_size * timed_steps(limit, per_round))
+            # the faster layout; each prepared afresh, since preparing converts the modules
+            speeds["limit"].append(
+                max(
+                    family.batch_size * timed_steps(limit_step(calls, layout), per_round)
+                    for layout in layouts
+                )
+            )
             speeds["minimal"].append(family.batch_size * timed_steps(minimal, per_round))
             speeds["adam"].append(family.batch_size * timed_steps(adam, per_round / 2))
             # One epoch of about `per_round` at the minimal loop's speed (at least 5 steps).

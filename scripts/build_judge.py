@@ -2,19 +2,24 @@
 one.
 
     OMP_NUM_THREADS=1 python scripts/build_judge.py fashion-mnist --out DIR [--test]
+    OMP_NUM_THREADS=1 python scripts/build_judge.py fashion-mnist --which second --out DIR
 
 Trains the judge exactly as `genae.metrics.judge.domain_classifier` does when it trains one
-(`judge_recipe(dataset)` through `genae.training.runs.ensure_run`: seed 0, validation split carved
-out of the training split, no test split), into DIR/runs/judge-<dataset>-<key> (DIR is the run
+(`judge_recipe(dataset, which)` through `genae.training.runs.ensure_run`: seed 0 for the first
+judge, 1 for the second, validation split carved out of the training split, no test split), into
+DIR/runs/<role>-<dataset>-<key> (role: judge, or judge2 for the second judge; DIR is the run
 cache here, as $GENAE_DATA_DIR is for genae; a second call finds the finished run there and
-trains nothing). It then writes the files genae ships for a pinned judge to DIR/<dataset>/:
+trains nothing). It then writes the files genae ships for a pinned judge to DIR/<dataset>/ (the
+second judge: DIR/<dataset>/second/):
 
     config.json, model.safetensors, metrics.jsonl   the run (genae.load works on the directory)
     judge.json                                      the training data's fingerprint and the build
 
 and prints the weights' SHA-256, the validation accuracy, and whether the hash matches the one
-recorded for the shipped judge (`PINNED_SHA256`). To ship a new judge, copy DIR/<dataset>/* to
-src/genae/judges/<dataset>/ and record the printed hash in PINNED_SHA256.
+recorded for the shipped judge (`PINNED_SHA256`; the second judge's: `SECOND_PINNED_SHA256`). To
+ship a new judge, copy DIR/<dataset>/* to src/genae/judges/<dataset>/ (the second judge:
+DIR/<dataset>/second/* to src/genae/judges/<dataset>/second/) and record the printed hash in
+PINNED_SHA256 (SECOND_PINNED_SHA256).
 
 --test reads the test split once, after training, and prints the judge's test accuracy (the
 recipe must not be tuned on it).
@@ -40,8 +45,8 @@ import torch
 
 from genae.data.sources import check_dataset_name, load_dataset
 from genae.metrics.judge import (
+    JUDGES,
     PINNED_INFO_FILE,
-    PINNED_SHA256,
     domain_classifier,
     weights_sha256,
 )
@@ -69,6 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="build directory")
     parser.add_argument("--data-dir", type=Path, help="where the dataset is (default: as genae)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--which",
+        choices=tuple(JUDGES),
+        default="first",
+        help="which judge: first (fid, conditional_accuracy) or second (fid_second_judge)",
+    )
     parser.add_argument("--test", action="store_true", help="print the test accuracy (read once)")
     args = parser.parse_args(argv)
 
@@ -76,19 +87,24 @@ def main(argv: list[str] | None = None) -> int:
     # Loaded before the cache moves to --out: the dataset is found where genae finds it.
     data = load_dataset(dataset, args.data_dir)
     os.environ["GENAE_DATA_DIR"] = str(args.out.resolve())
-    judge = domain_classifier(dataset, device=args.device, data=data, pinned=False)
+    kind = JUDGES[args.which]
+    judge = domain_classifier(
+        dataset, device=args.device, data=data, pinned=False, which=kind.which
+    )
 
-    ship = args.out / dataset
+    ship = args.out / dataset / kind.pinned_subdir  # pinned_place's layout
     ship.mkdir(parents=True, exist_ok=True)
     for name in SHIPPED_FILES:
         shutil.copyfile(judge.run_dir / name, ship / name)
+    which_flag = "" if kind.which == "first" else f"--which {kind.which} "
     info = {
         "dataset": dataset,
+        "judge": kind.which,
         "data_fingerprint": data_fingerprint(data).hex(),
         "sha256": judge.sha256,
         "val_accuracy": judge.val_accuracy,
         "built_with": {
-            "command": f"python scripts/build_judge.py {dataset} --out DIR",
+            "command": f"python scripts/build_judge.py {dataset} {which_flag}--out DIR",
             "genae": __version__,
             "torch": torch.__version__,
             "machine": platform.machine(),
@@ -108,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         accuracy = (predicted == test.labels).float().mean().item()
         print(f"test_accuracy:  {accuracy:.4f}")
     print(f"sha256:         {judge.sha256}")
-    recorded = PINNED_SHA256.get(dataset)
+    recorded = kind.pinned_sha256.get(dataset)
     if recorded is None:
         print(f"shipped:        none for '{dataset}'")
         return 0

@@ -42,6 +42,7 @@ CANDIDATES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "latent4-alpha1": ({"latent_dim": 4, "alpha": 1.0}, {}),
     "alpha10": ({"alpha": 10.0}, {}),
     "alpha3": ({"alpha": 3.0}, {}),
+    "alpha30": ({"alpha": 30.0}, {}),
 }
 
 BASE_TRAIN: dict[str, Any] = {

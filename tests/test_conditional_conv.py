@@ -189,3 +189,8 @@ def test_cli_trains_samples_by_label_and_reports_conditional_accuracy(
     evaluation = json.loads(out)
     assert 0.0 <= evaluation["conditional_accuracy"] <= 1.0
     assert len(evaluation["computed_on"]["conditional_accuracy"]["per_class"]) == 10
+
+
+def test_a_learned_prior_needs_a_conditional_conv_model():
+    with pytest.raises(ConfigError, match="prior: expected standard for an unconditional model"):
+        build_model("convvae", {"prior": "learned"}, DataSpec(shape=(1, 8, 8), num_classes=2))

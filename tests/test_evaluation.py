@@ -226,11 +226,15 @@ def test_evaluate_with_registered_metrics(experiment, cache):
     assert result.code == 0, result.err
     report = json.loads(result.out)
     assert report["iw_nll"] < report["neg_elbo"]
-    assert report["fid"] > 0
+    assert report["fid"] > 0 and report["fid_second_judge"] > 0
     on = report["computed_on"]
     assert on["iw_nll"]["k"] == 20 and on["iw_nll"]["examples"] == 297
     assert on["fid"]["samples"] == 500 and on["fid"]["examples"] == 297
     assert on["fid"]["classifier"] == on["conditional_accuracy"]["classifier"]
+    # the cross-check: the same samples in the second judge's features, both judges named
+    assert on["fid_second_judge"] == on["fid"]
+    assert on["fid"]["second_classifier"].startswith("second_classifier-sha256:")
+    assert "second_classifier" not in on["conditional_accuracy"]
     assert on["neg_elbo"]["split"] == "test"
     text = cli("evaluate", run, "--metrics", "iw_nll", "--iw-samples", "5")
     assert text.code == 0 and "iw_nll: split test, examples 297, k 5" in text.out

@@ -95,7 +95,8 @@ def digits() -> DatasetSplits:
 # through the same checks as a model of its own.
 VARIANTS = {
     "convvae-conditional": ("convvae", {"conditional": True}),
-    "cvae-learned-prior": ("cvae", {"prior": "learned"}),
+    "convvae-conditional-learned-prior": ("convvae", {"conditional": True, "prior": "learned"}),
+    "cvae-standard-prior": ("cvae", {"prior": "standard"}),
 }
 
 

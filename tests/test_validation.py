@@ -189,9 +189,8 @@ def test_fid_on_a_binarized_run_compares_bernoulli_means_with_grey_levels(digits
     grey = TensorData(arrays)
     binarized = TensorData(arrays, fixed_binarization_seed=0)
     options = MetricOptions(samples=64)
-    on_binarized = fid(
-        EvalContext(model, binarized, "digits", options, test_grey=grey, _judge=FirstPixels())
-    )
-    on_grey = fid(EvalContext(model, grey, "digits", options, _judge=FirstPixels()))
+    judges = {"_judge": FirstPixels(), "_second_judge": FirstPixels()}
+    on_binarized = fid(EvalContext(model, binarized, "digits", options, test_grey=grey, **judges))
+    on_grey = fid(EvalContext(model, grey, "digits", options, **judges))
     assert on_binarized.about["compared"].startswith("Bernoulli means vs grey-level")
     assert on_binarized.values["fid"] == pytest.approx(on_grey.values["fid"])

@@ -55,8 +55,9 @@ PREFERRED = (
     "reconstruction_judged_accuracy",
     "clustering_accuracy",
     "fid",
+    "fid_second_judge",
 )
-LOWER_IS_BETTER = {"neg_elbo", "iw_nll", "recon_nll", "recon_mse", "fid", "nll"}
+LOWER_IS_BETTER = {"neg_elbo", "iw_nll", "recon_nll", "recon_mse", "fid", "fid_second_judge", "nll"}
 
 
 SEED_DIR_PREFIX = "seed-"

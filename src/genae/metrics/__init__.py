@@ -1,10 +1,12 @@
 """Evaluation metrics, one module per family, each registered by name (see `registry`).
 
 likelihood.py      iw_nll: importance-weighted bound on -log p(x)
-fid.py             fid: Fréchet distance in the domain classifier's feature space
+fid.py             fid: Fréchet distance in the domain classifier's feature space (and
+                   fid_second_judge: in the second judge's)
 classification.py  accuracy, confusion matrix, clustering accuracy (functions);
                    conditional_accuracy and clustering_accuracy (metrics)
-judge.py           the per-dataset domain classifier, trained once and cached
+judge.py           the per-dataset domain classifiers (first and second), trained once and
+                   cached, or shipped
 anchors.py         published reference numbers shown beside ours in reports
 """
 

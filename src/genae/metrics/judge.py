@@ -15,6 +15,14 @@ where <key> hashes its recipe and the data, so `genae evaluate` works on it like
 A judge's identity is the SHA-256 of its weights file: every metric computed with it stores that
 id, because FID and conditional accuracy are only comparable between runs judged by the same
 classifier.
+
+Two judges per dataset (`JUDGES`): the first ("classifier", role `judge`, seed 0) judges FID and
+conditional accuracy; the second ("second_classifier", role `judge2`, seed 1) is the same model
+family with another architecture (one conv block fewer, wider), trained independently, so that
+FID is also reported in a second feature space (`fid_second_judge`): a model trained to match one
+classifier's features (DFC-VAE) could otherwise gain in that space alone. Each has its own
+recipes, cache entries (`<role>-<dataset>-<key>`) and pinned weights (`PINNED_SHA256`,
+`SECOND_PINNED_SHA256`; the second judge's files ship in genae/judges/<dataset>/second/).
 """
 
 from __future__ import annotations
@@ -22,7 +30,8 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -68,7 +77,90 @@ PINNED_SHA256: dict[str, str] = {
     "fashion-mnist": "71e8238d4e9731cb774d2e7693d24637b92c6136b0b468e61bb9d564faffde72",
 }
 PINNED_DIR = "judges"  # genae/judges/<dataset>/
-PINNED_INFO_FILE = "judge.json"  # {"dataset", "data_fingerprint", "sha256", "built_with"}
+# {"dataset", "judge" (which), "data_fingerprint", "sha256", "val_accuracy", "built_with"}
+PINNED_INFO_FILE = "judge.json"
+
+# The second judge: the same `classifier` family, one conv block fewer and wider, trained with
+# another seed, so that its features are learnt independently of the first judge's (and of
+# DFC-VAE's classifier features: blocks of 24, 48, 96 channels, seed 7). 28x28 images: blocks of
+# 48 and 96 channels and a 192-wide embedding, against the first judge's 32, 64, 128 and 256;
+# digits: one block of 32 and a 96-wide embedding, against 16, 32 and 64. A dataset's entry
+# replaces the default's keys ("model" whole), as in RECIPES. The Fashion-MNIST and MNIST
+# recipes are the first judge's schedule, not yet measured with this network (its accuracy is
+# checked against TARGET_ACCURACY like the first's).
+SECOND_DEFAULT_RECIPE: dict = {
+    "epochs": 10,
+    "model": {"block_channels": [48, 96], "feature_width": 192},
+}
+SECOND_RECIPES: dict[str, dict] = {
+    "fashion-mnist": {"epochs": 12, "lr_schedule": "cosine"},
+    "mnist": {"epochs": 12, "lr_schedule": "cosine"},
+    "digits": {
+        "epochs": 15,
+        "lr": 2e-3,
+        "batch_size": 50,
+        "model": {"block_channels": [32], "feature_width": 96, "shift": 0},
+    },
+}
+# The second judges whose weights ship with genae (genae/judges/<dataset>/second/), as
+# PINNED_SHA256. None yet: `python scripts/build_judge.py fashion-mnist --which second --out DIR`
+# builds Fashion-MNIST's; until its hash is recorded here, the second judge is trained (and
+# cached) on first use, as any judge genae does not ship.
+SECOND_PINNED_SHA256: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class JudgeKind:
+    """One of a dataset's judges: how it is trained, where it is cached and shipped, and what the
+    metrics computed with it call it."""
+
+    which: str  # how callers name it: "first" | "second"
+    label: str  # its ids' prefix and its key in computed_on
+    role: str  # its helper runs' role: cache entries <role>-<dataset>-<key>
+    noun: str  # what messages call it
+    seed: int
+    default_recipe: Mapping = field(repr=False)
+    recipes: Mapping[str, Mapping] = field(repr=False)
+    pinned_sha256: Mapping[str, str] = field(repr=False)
+    pinned_subdir: str = ""  # its shipped files: genae/judges/<dataset>/<pinned_subdir>
+
+    def recipe(self, dataset: str) -> Pretrained:
+        """How this judge of `dataset` is trained, as a shared helper run of the 'classifier'."""
+        recipe = {**self.default_recipe, **self.recipes.get(dataset, {})}
+        model_config = recipe.pop("model", {})
+        training = {"seed": self.seed, "snapshot_epochs": [], **recipe}
+        return Pretrained(self.role, "classifier", model_config, training, shared=True)
+
+
+FIRST = JudgeKind(
+    which="first",
+    label="classifier",
+    role="judge",
+    noun="domain classifier",
+    seed=0,
+    default_recipe=DEFAULT_RECIPE,
+    recipes=RECIPES,
+    pinned_sha256=PINNED_SHA256,
+)
+SECOND = JudgeKind(
+    which="second",
+    label="second_classifier",
+    role="judge2",
+    noun="second domain classifier",
+    seed=1,
+    default_recipe=SECOND_DEFAULT_RECIPE,
+    recipes=SECOND_RECIPES,
+    pinned_sha256=SECOND_PINNED_SHA256,
+    pinned_subdir="second",
+)
+JUDGES: dict[str, JudgeKind] = {kind.which: kind for kind in (FIRST, SECOND)}
+
+
+def judge_kind(which: str) -> JudgeKind:
+    try:
+        return JUDGES[which]
+    except KeyError:
+        raise ConfigError(f"judge: expected one of {', '.join(JUDGES)}, got {which!r}") from None
 
 
 @dataclass
@@ -80,13 +172,15 @@ class Judge:
     sha256: str
     val_accuracy: float  # on its validation split, at its last epoch
     pinned: bool = False  # the judge shipped with genae (loaded, not trained here)
+    kind: JudgeKind = FIRST
 
     @property
     def id(self) -> str:
-        """What metrics record as computed on: the weights' hash, marked as genae's pinned judge
-        when the weights are those shipped (a rebuild that matches bitwise is the same judge)."""
-        ident = f"classifier-sha256:{self.sha256[:16]}"
-        return f"{ident} (pinned)" if self.sha256 in PINNED_SHA256.values() else ident
+        """What metrics record as computed on: which judge and its weights' hash, marked as
+        genae's pinned judge when the weights are those shipped (a rebuild that matches bitwise
+        is the same judge)."""
+        ident = f"{self.kind.label}-sha256:{self.sha256[:16]}"
+        return f"{ident} (pinned)" if self.sha256 in self.kind.pinned_sha256.values() else ident
 
     @torch.no_grad()
     def features(self, images: torch.Tensor, batch: int = 1000) -> torch.Tensor:
@@ -109,12 +203,9 @@ class Judge:
         }
 
 
-def judge_recipe(dataset: str) -> Pretrained:
-    """How the judge of `dataset` is trained, as a shared helper run of the 'classifier'."""
-    recipe = {**DEFAULT_RECIPE, **RECIPES.get(dataset, {})}
-    model_config = recipe.pop("model", {})
-    training = {"seed": 0, "snapshot_epochs": [], **recipe}
-    return Pretrained("judge", "classifier", model_config, training, shared=True)
+def judge_recipe(dataset: str, which: str = "first") -> Pretrained:
+    """How judge `which` of `dataset` is trained, as a shared helper run of the 'classifier'."""
+    return judge_kind(which).recipe(dataset)
 
 
 def weights_sha256(path: Path) -> str:
@@ -125,9 +216,10 @@ def weights_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def pinned_place(dataset: str) -> Path:
-    """Where the shipped judge of `dataset` lies in the installed package."""
-    return Path(str(resources.files("genae").joinpath(PINNED_DIR, dataset)))
+def pinned_place(dataset: str, which: str = "first") -> Path:
+    """Where the shipped judge `which` of `dataset` lies in the installed package."""
+    place = resources.files("genae").joinpath(PINNED_DIR, dataset)
+    return Path(str(place)) / judge_kind(which).pinned_subdir
 
 
 def last_val_accuracy(run_dir: Path) -> float:
@@ -141,33 +233,38 @@ def warned(message: str) -> str:
     return message
 
 
-def pinned_judge(data: DatasetSplits, device: str) -> tuple[Judge | None, str]:
-    """The judge shipped for `data`, or None and why not: genae ships none for this dataset, the
-    data differ from those it was trained on (their `data_fingerprint`, hashed only once the
-    cheaper checks pass), or the shipped file is missing or does not have the recorded hash."""
-    expected = PINNED_SHA256.get(data.name)
+def pinned_judge(
+    data: DatasetSplits, device: str, kind: JudgeKind = FIRST
+) -> tuple[Judge | None, str]:
+    """The judge `kind` shipped for `data`, or None and why not: genae ships none for this
+    dataset, the data differ from those it was trained on (their `data_fingerprint`, hashed only
+    once the cheaper checks pass), or the shipped file is missing or does not have the recorded
+    hash."""
+    noun = kind.noun
+    expected = kind.pinned_sha256.get(data.name)
     if expected is None:
-        return None, f"no domain classifier for '{data.name}' ships with genae"
-    place = pinned_place(data.name)
+        return None, f"no {noun} for '{data.name}' ships with genae"
+    place = pinned_place(data.name, kind.which)
     try:
         info = json.loads((place / PINNED_INFO_FILE).read_text())
         sha256 = weights_sha256(place / rundir.WEIGHTS_FILE)
     except (OSError, ValueError) as exc:
-        return None, warned(f"the domain classifier shipped for '{data.name}' is unreadable: {exc}")
+        return None, warned(f"the {noun} shipped for '{data.name}' is unreadable: {exc}")
     if sha256 != expected:
         return None, warned(
-            f"the domain classifier shipped for '{data.name}' ({place}) does not have the "
+            f"the {noun} shipped for '{data.name}' ({place}) does not have the "
             f"recorded SHA-256 {expected[:16]}..., so it is not used"
         )
     if info.get("data_fingerprint") != data_fingerprint(data).hex():
         return None, (
-            f"these '{data.name}' data differ from those the domain classifier shipped with "
+            f"these '{data.name}' data differ from those the {noun} shipped with "
             f"genae was trained on"
         )
-    helper = load_helper(judge_recipe(data.name), place, device)
+    helper = load_helper(kind.recipe(data.name), place, device)
     if not isinstance(helper.model, Classifier):
         raise CheckpointError(f"{place}: expected a classifier run, found '{helper.model.name}'")
-    return Judge(helper.model, place, sha256, last_val_accuracy(place), pinned=True), ""
+    accuracy = last_val_accuracy(place)
+    return Judge(helper.model, place, sha256, accuracy, pinned=True, kind=kind), ""
 
 
 def domain_classifier(
@@ -177,14 +274,17 @@ def domain_classifier(
     device: str = "cpu",
     data: DatasetSplits | None = None,
     pinned: bool = True,
+    which: str = "first",
 ) -> Judge:
-    """The domain classifier of `dataset`: the one shipped with genae when the data are those it
+    """A domain classifier of `dataset`: the one shipped with genae when the data are those it
     was trained on, else the cached one, trained first when there is none.
 
     data_dir: where to find the dataset; data: the dataset itself (its images and labels are
     part of the cache key, so changed data get a judge of their own). pinned: False ignores the
-    shipped judge (scripts/build_judge.py trains the recipe itself).
+    shipped judge (scripts/build_judge.py trains the recipe itself). which: "first", the judge
+    of FID and conditional accuracy, or "second", FID's cross-check (see `JUDGES`).
     """
+    kind = judge_kind(which)
     if data is None:
         dataset = check_dataset_name(dataset)
         data = load_dataset(dataset, data_dir)
@@ -192,18 +292,19 @@ def domain_classifier(
         raise ConfigError(
             f"dataset '{dataset}' has no class labels, so it can have no domain classifier"
         )
-    why = "the shipped domain classifier is not used (pinned=False)"
+    why = f"the shipped {kind.noun} is not used (pinned=False)"
     if pinned:
-        shipped, why = pinned_judge(data, device)
+        shipped, why = pinned_judge(data, device, kind)
         if shipped is not None:
             return shipped
-    recipe = judge_recipe(data.name)
+    recipe = kind.recipe(data.name)
     epochs = recipe.train_overrides["epochs"]
+    purpose = "FID and conditional accuracy" if kind is FIRST else "FID's cross-check"
 
     def announce(run_dir: Path) -> str:
         return (
-            f"genae: {why}, and none is cached in {run_dir}; training one for FID and "
-            f"conditional accuracy ({epochs} epochs, seed 0) - once per dataset"
+            f"genae: {why}, and none is cached in {run_dir}; training one for {purpose} "
+            f"({epochs} epochs, seed {kind.seed}) - once per dataset"
         )
 
     helper = ensure_run(recipe, data, TrainConfig(device=device), announce=announce)
@@ -214,8 +315,9 @@ def domain_classifier(
     target = TARGET_ACCURACY.get(dataset)
     if target is not None and accuracy < target:
         print(
-            f"genae: warning: the domain classifier of '{dataset}' has validation accuracy "
+            f"genae: warning: the {kind.noun} of '{dataset}' has validation accuracy "
             f"{accuracy:.4f}, below the {target:.2f} it should reach ({run_dir})",
             file=sys.stderr,
         )
-    return Judge(model, run_dir, weights_sha256(run_dir / rundir.WEIGHTS_FILE), accuracy)
+    sha256 = weights_sha256(run_dir / rundir.WEIGHTS_FILE)
+    return Judge(model, run_dir, sha256, accuracy, kind=kind)

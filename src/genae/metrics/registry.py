@@ -48,7 +48,7 @@ class MetricOptions:
 
 @dataclass
 class EvalContext:
-    """What a metric may use: the model, the test split, and how to reach the domain classifier.
+    """What a metric may use: the model, the test split, and how to reach the domain classifiers.
 
     test: the test split as the model is evaluated on it (binarised once, for a --binarize run).
     test_grey: for a --binarize run, the same images as grey levels, i.e. the probabilities the
@@ -62,6 +62,7 @@ class EvalContext:
     data_dir: Path | None = None
     test_grey: TensorData | None = None
     _judge: Any = None
+    _second_judge: Any = None
 
     def judge(self):
         """The dataset's domain classifier (trained and cached on first use)."""
@@ -70,6 +71,15 @@ class EvalContext:
                 self.dataset, data_dir=self.data_dir, device=str(self.test.device)
             )
         return self._judge
+
+    def second_judge(self):
+        """The dataset's second domain classifier, FID's cross-check: another architecture and
+        seed (trained and cached on first use; only metrics that ask for it ever do)."""
+        if self._second_judge is None:
+            self._second_judge = domain_classifier(
+                self.dataset, data_dir=self.data_dir, device=str(self.test.device), which="second"
+            )
+        return self._second_judge
 
 
 @dataclass

@@ -24,7 +24,7 @@ import torch
 from genae.config import require
 from genae.data.types import DataSpec
 from genae.errors import ConfigError
-from genae.models.latent import GaussianLatentVAE
+from genae.models.latent import GaussianLatentVAE, LearnedPrior, require_prior
 from genae.models.registry import register
 from genae.nn.blocks import GaussianHead
 from genae.nn.conv import ConvDecoder, ConvEncoder
@@ -43,6 +43,8 @@ class ConvVAEConfig:
     """Fixed standard deviation of the gaussian likelihood (pixel units); unused otherwise."""
     conditional: bool = False
     """Condition encoder and decoder on the class (one-hot) or attribute vector; sample by label."""
+    prior: str = "standard"
+    """p(z|y) of a conditional model: standard (N(0, I)) | learned (N(mu(y), sigma^2(y)))."""
 
     def validate(self) -> None:
         require(self.latent_dim >= 1, "latent_dim", "an integer >= 1", self.latent_dim)
@@ -53,6 +55,13 @@ class ConvVAEConfig:
             self.stage_channels,
         )
         make_likelihood(self.likelihood, self.decoder_std)
+        require_prior(self.prior)
+        require(
+            self.prior == "standard" or self.conditional,
+            "prior",
+            "standard for an unconditional model (a learned p(z|y) needs conditional = true)",
+            self.prior,
+        )
 
 
 @register
@@ -76,6 +85,8 @@ class ConvVAE(GaussianLatentVAE):
             config.latent_dim, spec.shape, config.stage_channels, condition_dim=cond
         )
         self.likelihood = make_likelihood(config.likelihood, config.decoder_std)
+        if config.prior == "learned":
+            self.prior_net = LearnedPrior.for_spec(spec, config.latent_dim)
         # A Gaussian decoder's mean goes through a sigmoid so it stays a valid image.
         self._sigmoid_mean = isinstance(self.likelihood, Gaussian)
 

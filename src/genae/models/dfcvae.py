@@ -80,7 +80,6 @@ from genae.models.classifier import Classifier
 from genae.models.convvae import ConvVAE, ConvVAEConfig
 from genae.models.registry import register
 from genae.nn.blocks import reparameterize
-from genae.nn.divergences import kl_normal_standard
 from genae.nn.perceptual import (
     FEATURE_CHOICES,
     FEATURE_LOSSES,
@@ -242,7 +241,7 @@ class DFCVAE(ConvVAE):
         z = reparameterize(mean, log_var)
         params = self.decode(z, c)
         x_hat = self.likelihood.mean(params).view_as(x)
-        kl = kl_normal_standard(mean, log_var).mean()
+        kl = self._kl_units(mean, log_var, c).sum(-1).mean()  # against p(z) or a learned p(z|y)
         phi, normalize = self.feature_network(x.device), cfg.feature_loss == "normalized"
         feature = feature_loss(phi, x, x_hat, normalize=normalize).mean()
         terms = {"kl": kl, "feature": feature}
