@@ -26,9 +26,8 @@ from genae.data.sources import from_arrays
 from genae.data.types import Batch, DataSpec
 from genae.errors import ConfigError
 from genae.metrics import MetricOptions
-from genae.metrics.classification import check_temperature
 from genae.models import build_model
-from genae.models.base import TemperedPrior
+from genae.models.base import TemperedPrior, check_temperature
 from genae.nn.blocks import standard_normal
 from genae.nn.divergences import (
     kl_normal_diag,

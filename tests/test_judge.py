@@ -32,6 +32,7 @@ from genae.errors import GenaeError
 from genae.metrics import judge as judge_module
 from genae.metrics.fid import fid
 from genae.metrics.judge import (
+    FIRST,
     JUDGES,
     PINNED_DIR,
     PINNED_INFO_FILE,
@@ -127,13 +128,10 @@ def test_other_data_named_fashion_mnist_train_their_own_judge_and_say_so_first(
     assert any(line.startswith("epoch 1/1") for line in err[1:])  # its progress
 
 
-def test_the_shipped_judge_is_used_for_data_with_its_fingerprint(
-    tmp_path, fresh_cache, monkeypatch
-):
-    """Without the real data: a copy of the shipped judge whose record names the stand-in's
-    fingerprint is loaded, nothing trained; once its weights lose their hash, it is not."""
-    data = stand_in()
-    place = tmp_path / PINNED_DIR / FASHION
+def ship_stand_in_judge(tmp_path, monkeypatch, data, kind=FIRST):
+    """A copy of the shipped Fashion-MNIST judge's files, placed where judge `kind` of the package
+    would lie (under tmp_path) and recorded as trained on `data`; returns its directory."""
+    place = tmp_path / PINNED_DIR / FASHION / kind.pinned_subdir
     shutil.copytree(pinned_place(FASHION), place)
     info = json.loads((place / PINNED_INFO_FILE).read_text())
     info["data_fingerprint"] = data_fingerprint(data).hex()
@@ -145,6 +143,16 @@ def test_the_shipped_judge_is_used_for_data_with_its_fingerprint(
             tmp_path / PINNED_DIR / dataset / JUDGES[which].pinned_subdir
         ),
     )
+    return place
+
+
+def test_the_shipped_judge_is_used_for_data_with_its_fingerprint(
+    tmp_path, fresh_cache, monkeypatch
+):
+    """Without the real data: a copy of the shipped judge whose record names the stand-in's
+    fingerprint is loaded, nothing trained; once its weights lose their hash, it is not."""
+    data = stand_in()
+    place = ship_stand_in_judge(tmp_path, monkeypatch, data)
     forbid_training(monkeypatch)
 
     judge = domain_classifier(FASHION, data=data)
@@ -358,18 +366,7 @@ def test_a_shipped_second_judge_is_used_for_data_with_its_fingerprint(
     """The second judge ships like the first (genae/judges/<dataset>/second/, its hash in
     SECOND_PINNED_SHA256); stood in for here by a copy of the first's files."""
     data = stand_in()
-    place = tmp_path / PINNED_DIR / FASHION / SECOND.pinned_subdir
-    shutil.copytree(pinned_place(FASHION), place)
-    info = json.loads((place / PINNED_INFO_FILE).read_text())
-    info["data_fingerprint"] = data_fingerprint(data).hex()
-    (place / PINNED_INFO_FILE).write_text(json.dumps(info))
-    monkeypatch.setattr(
-        judge_module,
-        "pinned_place",
-        lambda dataset, which="first": (
-            tmp_path / PINNED_DIR / dataset / JUDGES[which].pinned_subdir
-        ),
-    )
+    place = ship_stand_in_judge(tmp_path, monkeypatch, data, SECOND)
     sha256 = weights_sha256(place / rundir.WEIGHTS_FILE)
     monkeypatch.setitem(judge_module.SECOND_PINNED_SHA256, FASHION, sha256)
     forbid_training(monkeypatch)

@@ -27,7 +27,7 @@ from genae.errors import ConfigError, GenaeError, TrainingError
 from genae.experiments import run_experiment
 from genae.io import write_json_atomic
 from genae.metrics import MetricOptions, parse_names
-from genae.models.base import TemperedPrior
+from genae.models.base import check_temperature
 from genae.models.latent import require_temperature
 from genae.models.registry import MODELS, model_class
 from genae.report import build_report
@@ -383,11 +383,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
                 f"--label: model '{model.name}' in {args.run_dir} is not class-conditional"
             )
         label = class_index(args.label, model.spec.class_names, model.spec.num_classes)
-    if args.temperature != 1.0 and not isinstance(model, TemperedPrior):
-        raise ConfigError(
-            f"--temperature: model '{model.name}' in {args.run_dir} has no Gaussian prior to "
-            f"temper; expected 1, got {args.temperature}"
-        )
+    check_temperature(model, args.temperature, "--temperature")
     if args.out.suffix.lower() != ".png":
         raise ConfigError(f"--out: expected a .png file name, got '{args.out}'")
     with torch.no_grad():

@@ -12,7 +12,14 @@ import torch
 from genae.data.memory import seeded_generator
 from genae.errors import ConfigError
 from genae.metrics.registry import EvalContext, Result, register_metric
-from genae.models.base import GenerativeModel, Reconstructs, Relabels, TemperedPrior
+from genae.models.base import (
+    GenerativeModel,
+    Reconstructs,
+    Relabels,
+    TemperedPrior,
+    check_temperature,
+    tempered_sample,
+)
 
 
 def _as_numpy(values: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -48,31 +55,6 @@ def confusion_matrix(
 
 
 # --- registered metrics ---------------------------------------------------------------------
-
-
-def check_temperature(model: GenerativeModel, temperature: float) -> None:
-    """Only a Gaussian prior (`TemperedPrior`) can be sampled at a temperature other than 1."""
-    if temperature != 1.0 and not isinstance(model, TemperedPrior):
-        raise ConfigError(
-            f"temperature: model '{model.name}' has no Gaussian prior to temper; expected 1, "
-            f"got {temperature}"
-        )
-
-
-@torch.no_grad()
-def tempered_sample(
-    model: GenerativeModel,
-    n: int,
-    condition: torch.Tensor | None,
-    generator: torch.Generator,
-    temperature: float = 1.0,
-) -> torch.Tensor:
-    """`model.sample`, at `temperature` for a model with a Gaussian prior (given the labels,
-    for a learned p(z|y))."""
-    check_temperature(model, temperature)
-    if isinstance(model, TemperedPrior):
-        return model.sample(n, condition, generator=generator, temperature=temperature)
-    return model.sample(n, condition, generator=generator)
 
 
 def sampling_about(model: GenerativeModel, temperature: float) -> dict[str, object]:

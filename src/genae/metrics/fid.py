@@ -22,13 +22,9 @@ import scipy.linalg
 import torch
 
 from genae.data.memory import seeded_generator
-from genae.metrics.classification import (
-    check_temperature,
-    generate_for_classes,
-    sampling_about,
-    tempered_sample,
-)
+from genae.metrics.classification import generate_for_classes, sampling_about
 from genae.metrics.registry import EvalContext, Result, register_metric
+from genae.models.base import check_temperature, tempered_sample
 
 
 def feature_statistics(features: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:

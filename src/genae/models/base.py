@@ -293,6 +293,34 @@ class TemperedPrior(ABC):
         labels gives each label's code of the same quantile."""
 
 
+def check_temperature(
+    model: GenerativeModel, temperature: float, where: str = "temperature"
+) -> None:
+    """Only a Gaussian prior (`TemperedPrior`) can be sampled at a temperature other than 1.
+    where: how the message names the setting (an API argument or a CLI flag)."""
+    if temperature != 1.0 and not isinstance(model, TemperedPrior):
+        raise ConfigError(
+            f"{where}: model '{model.name}' has no Gaussian prior to temper; expected 1, "
+            f"got {temperature}"
+        )
+
+
+@torch.no_grad()
+def tempered_sample(
+    model: GenerativeModel,
+    n: int,
+    condition: torch.Tensor | None,
+    generator: torch.Generator | None,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """`model.sample`, at `temperature` for a model with a Gaussian prior (given the labels,
+    for a learned p(z|y)); any other model takes 1 only."""
+    check_temperature(model, temperature)
+    if isinstance(model, TemperedPrior):
+        return model.sample(n, condition, generator=generator, temperature=temperature)
+    return model.sample(n, condition, generator=generator)
+
+
 class Reconstructs(ABC):
     """Maps an image back to an image through its latent."""
 

@@ -9,9 +9,14 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from genae.errors import ConfigError
 from genae.io import atomic_path
-from genae.models.base import Categories, GenerativeModel, TemperedPrior
+from genae.models.base import (
+    Categories,
+    GenerativeModel,
+    TemperedPrior,
+    check_temperature,
+    tempered_sample,
+)
 from genae.nn.blocks import standard_normal
 
 LABEL_GAP = 4  # pixels between the widest row label and the grid
@@ -100,14 +105,12 @@ def sample_grid(
     one row per class with the same noise in each column, so rows differ only by the label (and,
     under a learned p(z|y), by where that label's prior puts the noise). temperature: scales the
     spread of a Gaussian prior (`TemperedPrior`); other models take 1 only."""
-    tempered = isinstance(model, TemperedPrior)
-    if not tempered and temperature != 1.0:
-        raise ConfigError(f"temperature: model '{model.name}' has no Gaussian prior to temper")
+    check_temperature(model, temperature)
     if model.grid_labels(1) is not None and label is None:
         per_row = 10
         labels = model.grid_labels(per_row)
         repeats = len(labels) // per_row
-        if tempered:
+        if isinstance(model, TemperedPrior):
             eps = standard_normal((per_row, model.latent_dim), generator, model.device)
             z = model.prior_codes(eps.repeat(repeats, 1), labels, temperature)
         else:
@@ -116,9 +119,7 @@ def sample_grid(
     condition = None
     if label is not None:
         condition = torch.full((n,), label, dtype=torch.long, device=model.device)
-    if tempered:
-        return model.sample(n, condition, generator=generator, temperature=temperature), 8
-    return model.sample(n, condition, generator=generator), 8
+    return tempered_sample(model, n, condition, generator, temperature), 8
 
 
 def sample_grid_row_labels(
