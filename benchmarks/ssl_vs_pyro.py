@@ -46,12 +46,12 @@ numbers, and process-wide settings do not leak): genae flushes denormal floats a
 in benchmarks/throughput.py the Pyro worker keeps torch's default (GENAE_KEEP_DENORMALS=1; pass
 --pyro-flush-denormals to give Pyro the same setting).
 
-Validation: genae has no validation split yet, so everything here is trained on the training
-split and reported on the test split, and nothing is tuned by this script. When the validation
-split lands (issue 14), `shared_data` will hold the validation examples out of the training
-split before the unlabelled stream and the labelled examples are drawn, both contenders will
-also report validation accuracy, and the recipe choices will be made on validation while the
-test numbers stay the ones reported.
+Validation: both contenders hold out the same validation split of the training data (genae's
+default size, seeded and stratified, exactly as genae's trainer carves it) before the training
+subset and the labelled examples are drawn. Per-epoch accuracy is measured on it
+(`epoch_val_accuracy`); the test split is read once, after the last epoch, for the reported
+accuracy. Nothing here is tuned: genae's recipe was chosen on validation by
+scripts/m2_recipe_sweep.py, and Pyro's settings are its tutorial's.
 
 Output: a per-seed table (test accuracy, supervised baseline, gain, training samples/s) for both
 contenders, then mean +- sd; with --json, {"genae": {...}, "pyro": {...}, "settings": {...}},
@@ -99,19 +99,26 @@ def load_splits(dataset: str, data_dir: str | None):
 
 
 def shared_data(splits, *, seed: int, labels: int, binarize: bool, max_train_examples: int):
-    """(train, labelled indices into train, test) exactly as genae's trainer builds them for
-    this seed: the same validation split left out (the default size), training subset,
-    labelled examples, binarisation and test set."""
+    """(train, labelled indices into train, validation) exactly as genae's trainer builds
+    them for this seed: the same validation split (the default size), training subset, labelled
+    examples and binarisation."""
     from genae.data.memory import TensorData, random_subset, stratified_indices, validation_split
     from genae.training.runs import resolve_val_size
 
     val_size = resolve_val_size(None, len(splits.train))
-    rest, _ = validation_split(splits.train, val_size, splits.spec.num_classes, seed)
+    rest, held_out = validation_split(splits.train, val_size, splits.spec.num_classes, seed)
     train_arrays = random_subset(rest, max_train_examples, seed)
     labelled = stratified_indices(train_arrays.labels, labels, splits.spec.num_classes, seed)
     train = TensorData(train_arrays, binarize=binarize)
-    test = TensorData(splits.test.unseal(), fixed_binarization_seed=seed if binarize else None)
-    return train, labelled, test
+    fixed = seed if binarize else None
+    return train, labelled, TensorData(held_out, fixed_binarization_seed=fixed)
+
+
+def shared_test(splits, *, seed: int, binarize: bool):
+    """The test set, binarised once with the seed; unsealed only after training."""
+    from genae.data.memory import TensorData
+
+    return TensorData(splits.test.unseal(), fixed_binarization_seed=seed if binarize else None)
 
 
 def mean_after_warmup(speeds: list[float]) -> float:
@@ -156,9 +163,10 @@ def run_genae(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     return {
         "accuracy": last["test_accuracy"],  # the run's one read of the test split
         "supervised_baseline_accuracy": last.get("test_supervised_baseline_accuracy"),
+        "val_accuracy": last["val_accuracy"],
         "samples_per_s": mean_after_warmup(speeds),
         "epoch_samples_per_s": speeds,
-        "epoch_accuracy": [h["val_accuracy"] for h in run.history],  # validation
+        "epoch_val_accuracy": [h["val_accuracy"] for h in run.history],
         "classifier_hidden": list(config.classifier_hidden),
         "activation": config.activation,
         "recipe": {"model": model, "model_config": model_config, "train_config": train_config},
@@ -272,7 +280,7 @@ def run_pyro(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     from pyro.optim import Adam
 
     splits = load_splits(args.dataset, args.data_dir)
-    train, labelled, test = shared_data(
+    train, labelled, val = shared_data(
         splits,
         seed=seed,
         labels=args.labels,
@@ -305,25 +313,27 @@ def run_pyro(args: argparse.Namespace, seed: int) -> dict[str, Any]:
             steps += 1
         speeds.append(seen / (time.perf_counter() - started))
         ssvae.eval()
-        accuracies.append(classifier_accuracy(ssvae.classifier, test))
+        accuracies.append(classifier_accuracy(ssvae.classifier, val))
         print(
             f"pyro seed {seed} epoch {epoch}/{args.epochs}  loss/example {loss / seen:.2f}  "
-            f"accuracy {accuracies[-1]:.4f}  train_samples_per_s {speeds[-1]:.1f}",
+            f"val_accuracy {accuracies[-1]:.4f}  train_samples_per_s {speeds[-1]:.1f}",
             file=sys.stderr,
             flush=True,
         )
         if not math.isfinite(loss):
             raise RuntimeError(f"pyro seed {seed} epoch {epoch}: the loss is not finite")
+    test = shared_test(splits, seed=seed, binarize=args.binarize)  # its one read, after training
     baseline = None
     if args.train_baseline:
         baseline = supervised_baseline(train, labelled, test, k, x_dim, steps, seed)
     return {
-        "accuracy": accuracies[-1],
+        "accuracy": classifier_accuracy(ssvae.classifier, test),
+        "val_accuracy": accuracies[-1],
         "supervised_baseline_accuracy": baseline,
         "baseline_source": "pyro-worker" if args.train_baseline else None,
         "samples_per_s": mean_after_warmup(speeds),
         "epoch_samples_per_s": speeds,
-        "epoch_accuracy": accuracies,
+        "epoch_val_accuracy": accuracies,
         "steps": steps,
     }
 
@@ -364,6 +374,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seeds", default="0,1,2,3", help="comma-separated, e.g. 0,1,2,3")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT")
     parser.add_argument(
+        "--contenders",
+        default="genae,pyro",
+        help="which to run (default both; one alone gives no speed ratio)",
+    )
+    parser.add_argument(
         "--max-train-examples",
         type=int,
         default=0,
@@ -391,6 +406,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--seeds: expected comma-separated integers, got {args.seeds!r}")
     if not args.seed_list:
         parser.error("--seeds: no seeds given")
+    args.contender_list = [c.strip() for c in args.contenders.split(",") if c.strip()]
+    unknown = sorted(set(args.contender_list) - {"genae", "pyro"})
+    if unknown or not args.contender_list:
+        parser.error(f"--contenders: expected genae and/or pyro, got {args.contenders!r}")
     if args.labels < 1:
         parser.error("--labels: expected at least 1 labelled example")
     if args.epochs is not None and args.epochs < 1:
@@ -515,10 +534,14 @@ def main(argv: list[str] | None = None) -> int:
         args.epochs = int(recipe.get("epochs", 10))
     if args.binarize is None:
         args.binarize = bool(recipe.get("binarize", False))
-    runs: dict[str, list[dict[str, Any]]] = {"genae": [], "pyro": []}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in args.contender_list}
     for seed in args.seed_list:
-        genae_result = launch("genae", seed, args, [])
-        runs["genae"].append(genae_result)
+        genae_result = {"seed": seed, "error": "not run"}
+        if "genae" in runs:
+            genae_result = launch("genae", seed, args, [])
+            runs["genae"].append(genae_result)
+        if "pyro" not in runs:
+            continue
         reuse = reuses_baseline(genae_result)
         pyro_result = launch("pyro", seed, args, [] if reuse else ["--train-baseline"])
         if reuse and "error" not in pyro_result:
@@ -529,7 +552,9 @@ def main(argv: list[str] | None = None) -> int:
         runs["pyro"].append(pyro_result)
     summary = {name: summarise(entries) for name, entries in runs.items()}
     print_tables(summary)
-    genae_speed, pyro_speed = (summary[n]["mean"]["samples_per_s"] for n in ("genae", "pyro"))
+    genae_speed, pyro_speed = (
+        summary[n]["mean"]["samples_per_s"] if n in summary else None for n in ("genae", "pyro")
+    )
     ratio = genae_speed / pyro_speed if genae_speed and pyro_speed else None
     if ratio is not None:
         print(f"\ngenae / pyro training samples/s: {ratio:.2f}x")

@@ -403,7 +403,13 @@ def test_caae_shapes_64x64_rgb_with_attributes():
         assert torch.isfinite(terms["loss"])
     assert model.relabel(x, -y).shape == (4, 3, 64, 64)
     metrics = model.evaluate(Batch(x, y))
-    assert set(metrics) == {"recon_l1", "recon_mse", "label_sensitivity", "code_sensitivity"}
+    assert set(metrics) == {
+        "recon_l1",
+        "recon_mse",
+        "label_sensitivity",
+        "code_sensitivity",
+        "image_difference",
+    }
     assert all(v.shape == (4,) for v in metrics.values())
     assert (metrics["code_sensitivity"] > 0).all()
     # A generator blind to z (its first layer's z columns zeroed) draws one image per label:
@@ -413,6 +419,13 @@ def test_caae_shapes_64x64_rgb_with_attributes():
     metrics = model.evaluate(Batch(x, y))
     assert metrics["code_sensitivity"].abs().max() < 1e-6
     assert (metrics["label_sensitivity"] > 0).all()
+    # ... and is reported as collapsed; a code that moves images by 0.2 of what separates two
+    # real ones is a result
+    means = {k: v.mean().item() for k, v in metrics.items()}
+    assert means["image_difference"] > 0.2  # random pixels
+    assert "collapsed: code_sensitivity" in model.result_problem(means)
+    healthy = {**means, "code_sensitivity": 0.2 * means["image_difference"]}
+    assert model.result_problem(healthy) is None
     run = fit(
         "caae",
         model_config={"encoder_channels": [4], "img_disc_channels": [4], "latent_dim": 3},
@@ -434,3 +447,62 @@ def test_cluster_balance_term_is_the_kl_of_the_batch_marginal_to_uniform():
     assert model.regularization_loss(batch)["balance"].item() == pytest.approx(
         math.log(4), rel=1e-4
     )
+
+
+def test_mmd_inverse_multiquadric_matches_a_hand_computation():
+    from genae.nn.divergences import mmd_inverse_multiquadric
+
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(5, 3, generator=gen), torch.randn(4, 3, generator=gen) + 1
+
+    def k(a, b, c):
+        return c / (c + float(((a - b) ** 2).sum()))
+
+    expected = 0.0
+    for s in (0.5, 2.0):
+        c = s * 1.5
+        xx = sum(k(x[i], x[j], c) for i in range(5) for j in range(5) if i != j) / 20
+        yy = sum(k(y[i], y[j], c) for i in range(4) for j in range(4) if i != j) / 12
+        xy = sum(k(x[i], y[j], c) for i in range(5) for j in range(4)) / 20
+        expected += xx + yy - 2 * xy
+    got = mmd_inverse_multiquadric(x, y, 1.5, scales=(0.5, 2.0))
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+    # unbiased: about 0 for two draws of one distribution, clearly not for a shifted one
+    a, b = torch.rand(400, 4, generator=gen) * 2 - 1, torch.rand(400, 4, generator=gen) * 2 - 1
+    same = mmd_inverse_multiquadric(a, b, 8 / 3).item()
+    shifted = mmd_inverse_multiquadric(a * 0.3, b, 8 / 3).item()
+    assert abs(same) < 0.01 < shifted
+
+
+def test_caae_prior_terms_add_their_weighted_losses_and_feed_the_discriminator():
+    spec = DataSpec(shape=(1, 28, 28), num_classes=10)
+    x, y = torch.rand(6, 1, 28, 28), torch.arange(6)
+    losses = {}
+    for name, extra in {
+        "paper": {},
+        "prior": {"prior_adversarial_weight": 0.5},
+        "mmd": {"mmd_weight": 2.0},
+    }.items():
+        torch.manual_seed(0)
+        model = build_model(
+            "caae",
+            {"encoder_channels": [8, 16], "img_disc_channels": [4, 8], "latent_dim": 5, **extra},
+            spec,
+        )
+        torch.manual_seed(1)
+        losses[name] = model.autoencoder_loss(Batch(x, y))
+        if name == "prior":
+            # the discriminator sees the batch's reconstructions and as many prior decodes
+            sizes: list[int] = []
+            hook = model.img_discriminator.register_forward_hook(
+                lambda module, args, out, into=sizes: into.append(len(out))
+            )
+            model.image_discriminator_loss(Batch(x, y))
+            hook.remove()
+            assert sizes == [6, 12]
+    paper = losses["paper"]["loss"].item()
+    prior, mmd = losses["prior"], losses["mmd"]
+    assert "prior_adversarial" not in losses["paper"] and "mmd" not in losses["paper"]
+    assert prior["loss"].item() == pytest.approx(paper + 0.5 * prior["prior_adversarial"].item())
+    assert mmd["loss"].item() == pytest.approx(paper + 2.0 * mmd["mmd"].item(), rel=1e-6)
+    assert mmd["mmd"].item() > 0  # untrained tanh codes sit near 0, not over the box

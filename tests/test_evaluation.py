@@ -111,6 +111,10 @@ def test_experiment_trains_the_judge_once_and_writes_runs_and_report(experiment)
     )
     assert "10 epochs" not in page
     assert "<h2>Validation neg_elbo per epoch</h2>" in page
+    # the cvae's per-class table beside its class grid; the vae has neither
+    conditional = page.split("<h2>Conditional generation, per class</h2>")[1].split("<h2>")[0]
+    assert "<h3>cvae</h3>" in conditional and "<h3>vae</h3>" not in conditional
+    assert "samples, one row per class</figcaption>" in conditional
 
 
 def test_judge_is_cached_and_its_id_recorded(experiment, cache, capsys):
@@ -598,3 +602,64 @@ def test_report_renders_in_headless_chromium(experiment, tmp_path):
         pixels = np.asarray(image.convert("L"), dtype=np.float64)
     assert pixels.shape == (900, 1366)
     assert pixels.std() > 10  # text and pictures, not a blank page
+
+
+def test_report_shows_each_conditional_models_per_class_table_beside_its_grid(tmp_path):
+    """Per class: the mean ± sd over seeds of the samples judged that class and of the
+    reconstructions judged it (the ceiling), with the first seed's class grid beside them."""
+    from genae.report import build_report
+    from genae.training import rundir
+    from genae.viz.grids import save_grid
+
+    per_seed = {0: ([0.5, 0.9], [0.75, 1.0]), 1: ([0.7, 0.7], [0.85, 0.9])}
+    for seed, (samples, ceiling) in per_seed.items():
+        about = {"per_class": samples, "reconstruction_judged_per_class": ceiling, "prior": "p"}
+        evaluation = {
+            "conditional_accuracy": sum(samples) / 2,
+            "reconstruction_judged_accuracy": sum(ceiling) / 2,
+            "computed_on": {"conditional_accuracy": about},
+        }
+        run = write_run(tmp_path / "cvae" / f"seed-{seed}", seed, [{"val_acc": 0.5}], evaluation)
+        pictures = run / rundir.PICTURES_DIR
+        pictures.mkdir()
+        save_grid(torch.full((2, 1, 8, 8), 0.5), 1, pictures / "class_grid.png")
+    write_run(tmp_path / "vae" / "seed-0", 0, [{"val_acc": 0.5}])
+    page = tmp_path / "report.html"
+    build_report([tmp_path / "cvae", tmp_path / "vae"], page)
+    html = page.read_text()
+    section = html.split("<h2>Conditional generation, per class</h2>")[1].split("<h2>")[0]
+    assert "<h3>cvae</h3>" in section and "<h3>vae</h3>" not in section
+    assert "samples, one row per class" in section and "data:image/png;base64," in section
+    # class 0: samples 0.5, 0.7 -> 0.6 ± 0.1414; ceiling 0.75, 0.85 -> 0.8 ± 0.0707
+    assert "0.6000 ± 0.1414 <span class='seeds'>(0.5000, 0.7000)</span>" in section
+    assert "0.8000 ± 0.0707 <span class='seeds'>(0.7500, 0.8500)</span>" in section
+    # class 1: samples 0.9, 0.7; overall: 0.7, 0.7 and 0.875, 0.875
+    assert "0.8000 ± 0.1414 <span class='seeds'>(0.9000, 0.7000)</span>" in section
+    assert "0.7000 ± 0.0000" in section and "0.8750 ± 0.0000" in section
+    assert "prior p" in section
+    # the grid is shown once, in its section, not again under Pictures
+    assert html.count("samples, one row per class</figcaption>") == 1
+
+
+def test_a_claim_on_a_collapsed_run_fails_and_says_why(tmp_path):
+    """A run whose final evaluation was reported collapsed is not a result: a claim about it
+    fails, naming the run and the reason, even where its numbers would pass."""
+    from genae.claims import Claim
+    from genae.report import build_report
+
+    for seed in (0, 1):
+        history = [{"val_acc": 0.9, "test_acc": 0.9}]
+        if seed == 1:
+            history[-1]["test_collapsed"] = "collapsed: code_sensitivity 1e-10"
+        write_run(tmp_path / "a" / f"seed-{seed}", seed, history)
+    claim = Claim.parse({"run": "a", "metric": "acc", "at_least": 0.5}, "t")
+    page = tmp_path / "report.html"
+    [outcome] = build_report([tmp_path / "a"], page, claims=[claim])
+    assert outcome.ok is False
+    assert outcome.detail == "a seed 1 collapsed: code_sensitivity 1e-10"
+    # evaluation.json's verdict (a later `genae evaluate --save`) counts the same way
+    (tmp_path / "a" / "seed-0" / "evaluation.json").write_text(
+        json.dumps({"acc": 0.9, "collapsed": "collapsed: x"})
+    )
+    [outcome] = build_report([tmp_path / "a"], page, claims=[claim])
+    assert outcome.detail.startswith("a seed 0 collapsed: x; a seed 1")

@@ -27,17 +27,20 @@ def test_pyro_sees_the_examples_genae_trains_on(bench):
     from genae.config import TrainConfig
     from genae.data.sources import load_dataset
     from genae.models.registry import model_class
-    from genae.training.runs import training_data
+    from genae.training.runs import test_on_device, training_data
 
     splits = load_dataset("digits")
-    config = TrainConfig(dataset="digits", seed=3, labels=20, max_train_examples=400)
+    config = TrainConfig(dataset="digits", seed=3, labels=20, max_train_examples=400, binarize=True)
     genae_data = training_data(splits, config, model_class("m2"))
-    train, labelled, test = bench.shared_data(
+    train, labelled, val = bench.shared_data(
         splits, seed=3, labels=20, binarize=True, max_train_examples=400
     )
+    test = bench.shared_test(splits, seed=3, binarize=True)
     assert labelled.tolist() == genae_data.labelled.tolist()
     assert (train.images == genae_data.train.images).all()
-    assert (test.labels == genae_data.test.unseal().labels).all()
+    assert (val.images == test_on_device(genae_data.val, config).images).all()
+    genae_test = test_on_device(genae_data.test.unseal(), config)
+    assert (test.images == genae_test.images).all() and (test.labels == genae_test.labels).all()
 
 
 def test_schedule_visits_every_example_once_per_epoch(bench):

@@ -194,3 +194,25 @@ def test_fid_on_a_binarized_run_compares_bernoulli_means_with_grey_levels(digits
     on_grey = fid(EvalContext(model, grey, "digits", options, **judges))
     assert on_binarized.about["compared"].startswith("Bernoulli means vs grey-level")
     assert on_binarized.values["fid"] == pytest.approx(on_grey.values["fid"])
+
+
+def test_evaluating_on_the_validation_split_never_reads_the_test_split(digits, tmp_path):
+    """`evaluate_run(split="validation")` (genae evaluate --split val), for choosing between
+    runs: the run's own validation split, carved again as it was carved, and no test read."""
+    run_dir = tmp_path / "run"
+    fit("vae", train_config={**QUICK, "val_size": 150}, data=digits, run_dir=run_dir)
+    last = metrics_rows(run_dir)[-1]
+    sentinel = SentinelTest(digits.test.unseal(), tmp_path / "none", epochs=1)  # raises if read
+    sealed = replace(digits, test=SealedSplit(sentinel))
+    result = evaluate_run(run_dir, data=sealed, split="validation", metrics=["iw_nll"])
+    assert sentinel.reads == 0
+    assert result["split"] == "validation" and result["examples"] == 150
+    # the same examples the run validated on in its last epoch
+    assert result["neg_elbo"] == pytest.approx(last["val_neg_elbo"], rel=1e-5)
+    assert result["computed_on"]["iw_nll"]["split"] == "validation"
+    with pytest.raises(ConfigError, match="split: expected one of test, validation"):
+        evaluate_run(run_dir, data=sealed, split="train")
+    none_dir = tmp_path / "no-val"
+    fit("vae", train_config={**QUICK, "val_size": 0}, data=digits, run_dir=none_dir)
+    with pytest.raises(ConfigError, match="val_size 0, no validation split"):
+        evaluate_run(none_dir, data=sealed, split="validation")

@@ -105,6 +105,9 @@ def load(directory: Path | str, device: str = "cpu") -> GenerativeModel:
     return rundir.load(directory, device)
 
 
+EVALUATION_SPLITS = ("test", "validation")
+
+
 def evaluate_run(
     run_dir: Path | str,
     *,
@@ -112,12 +115,18 @@ def evaluate_run(
     device: str = "cpu",
     metrics: Sequence[str] = (),
     options: MetricOptions | None = None,
+    split: str = "test",
 ) -> dict[str, Any]:
     """Test-set metrics of a finished run, with what they were computed on.
 
     metrics: registered metrics to add to the model's own (`genae.metrics.METRICS`: iw_nll,
     fid, ...); their provenance goes under "computed_on".
+    split: "test", the final number; or "validation", the run's own validation split (carved
+    again exactly as the run carved it), for choosing between runs without reading the test
+    split.
     """
+    if split not in EVALUATION_SPLITS:
+        raise ConfigError(f"split: expected one of {', '.join(EVALUATION_SPLITS)}, got {split!r}")
     run_dir = Path(run_dir)
     config = rundir.read_run_config(run_dir)
     check_device(device)
@@ -130,8 +139,16 @@ def evaluate_run(
             f"(shape {splits.spec.shape}, expected {model.spec.shape})"
         )
     # Training examples as the run drew them, for baselines fit on them (k-means).
-    trained_on = training_data(splits, train_config, model).train
-    unsealed = splits.test.unseal()  # the final evaluation: the one place the test split is read
+    drawn = training_data(splits, train_config, model)
+    trained_on = drawn.train
+    if split == "validation":
+        if drawn.val is None:
+            raise ConfigError(
+                f"{run_dir}: the run was trained with val_size 0, no validation split"
+            )
+        unsealed = drawn.val
+    else:
+        unsealed = splits.test.unseal()  # the final evaluation: the one place the test is read
     test = test_on_device(unsealed, train_config)
     values, computed_on = compute_metrics(
         model,
@@ -144,15 +161,19 @@ def evaluate_run(
         data_dir=Path(train_config.data_dir) if train_config.data_dir else None,
         train=TensorData(trained_on, device, binarize=train_config.binarize),
         test_grey=TensorData(unsealed, device) if train_config.binarize else None,
+        split=split,
     )
     result = {
         "run": str(run_dir),
         "model": model.name,
         "dataset": splits.name,
-        "split": "test",
+        "split": split,
         "examples": len(test),
         **values,
     }
+    problem = model.result_problem(values)
+    if problem:
+        result[rundir.COLLAPSED] = problem
     if metrics:
         result["computed_on"] = {k: v for k, v in computed_on.items() if k in values}
     return result

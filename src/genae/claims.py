@@ -45,6 +45,10 @@ class RunRecord(Protocol):
         run has no such epoch."""
         ...
 
+    def collapsed(self) -> str | None:
+        """Why the run is a failure rather than a result (e.g. a collapsed generator), or None."""
+        ...
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -181,6 +185,14 @@ class Claim(ABC):
         seeds = sorted(set.intersection(*(set(records) for records in by_seed.values())))
         if not seeds:
             return outcome(None, "no seed that every run has")
+        failed_runs = [
+            f"{name} seed {s} {why}"
+            for name in self.runs()
+            for s in seeds
+            if (why := by_seed[name][s].collapsed())
+        ]
+        if failed_runs:  # a collapsed run is not a result, whatever its numbers
+            return outcome(False, "; ".join(failed_runs), seeds)
         values = {s: self.numbers({n: by_seed[n][s] for n in self.runs()}) for s in seeds}
         missing = [s for s in seeds if any(v is None for v in values[s])]
         if missing:

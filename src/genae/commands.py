@@ -34,6 +34,7 @@ from genae.report import build_report
 from genae.training.distributed import leave_process_group
 from genae.training.rundir import (
     CLI_OPTIONS,
+    COLLAPSED,
     EVALUATION_FILE,
     load,
     read_run_config,
@@ -243,7 +244,7 @@ def build_parser() -> ArgumentParser:
     sample.add_argument("--out", type=Path, required=True, help="PNG file to write")
     sample.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
 
-    evaluate = commands.add_parser("evaluate", help="test-set metrics of a run")
+    evaluate = commands.add_parser("evaluate", help="test-set (or validation) metrics of a run")
     evaluate.add_argument("run_dir", type=Path)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--device", default="cpu")
@@ -263,6 +264,13 @@ def build_parser() -> ArgumentParser:
         default=1.0,
         metavar="T",
         help=TEMPERATURE_HELP + "; for fid and conditional_accuracy",
+    )
+    evaluate.add_argument(
+        "--split",
+        choices=("test", "val"),
+        default="test",
+        help="test: the final number (default); val: the run's validation split, to choose "
+        "between runs without reading the test split",
     )
     evaluate.add_argument(
         "--save", action="store_true", help="also write RUN_DIR/evaluation.json (for reports)"
@@ -409,15 +417,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         {"iw_samples": args.iw_samples, "samples": args.samples, "temperature": args.temperature},
         where="evaluate",
     )
+    if args.save and args.split != "test":
+        raise ConfigError("--save: evaluation.json holds the test split's numbers; drop --split")
     result = evaluate_run(
         args.run_dir,
         data=data,
         device=args.device,
         metrics=parse_names(args.metrics),
         options=options,
+        split="validation" if args.split == "val" else "test",
     )
     if args.save:
         write_json_atomic(args.run_dir / EVALUATION_FILE, result)
+    if COLLAPSED in result:
+        print(f"warning: {args.run_dir}: {result[COLLAPSED]}", file=sys.stderr)
     if args.json:
         print(json.dumps(result))
         return 0

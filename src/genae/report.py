@@ -113,6 +113,12 @@ class RunInfo:
         )
         return values
 
+    def collapsed(self) -> str | None:
+        """Why the run is a failure rather than a result, when its final evaluation said so."""
+        if rundir.COLLAPSED in self.evaluation:
+            return self.evaluation[rundir.COLLAPSED]
+        return (self.history[-1] if self.history else {}).get("test_" + rundir.COLLAPSED)
+
     def validation(self, epoch: int) -> dict[str, Any]:
         """The validation values at `epoch` by metric name (`val_*` in that epoch's row)."""
         for row in self.history:
@@ -210,7 +216,7 @@ def fmt(value: Any) -> str:
 def about_text(about: dict[str, Any]) -> str:
     parts = []
     for key, value in about.items():
-        if key == "per_class":
+        if key.endswith("per_class"):  # per-class lists have their own table
             continue
         parts.append(f"{key} {value}")
     return ", ".join(parts)
@@ -472,6 +478,63 @@ PICTURE_CAPTIONS = {
 }
 
 
+def per_class_values(group: RunGroup, metric: str, key: str) -> list[list[float] | None]:
+    """Each seed's per-class list `key` of `metric`'s computed_on entry (None where absent)."""
+    values = []
+    for run in group.runs:
+        about = run.evaluation.get("computed_on", {}).get(metric, {})
+        values.append(about.get(key) if isinstance(about.get(key), list) else None)
+    return values
+
+
+def conditional_section(groups: list[RunGroup]) -> str:
+    """Per conditional model: its per-class sample grid (first seed) beside a table of how often
+    the judge takes its samples of each class for that class, against the same judge on its
+    reconstructions made with the true label (the ceiling its decoder allows)."""
+    out = []
+    for group in groups:
+        samples = per_class_values(group, "conditional_accuracy", "per_class")
+        if not any(samples):
+            continue
+        ceiling = per_class_values(group, "conditional_accuracy", "reconstruction_judged_per_class")
+        num_classes = max(len(v) for v in samples if v)
+        names = group.first.config.get("data_spec", {}).get("class_names") or []
+        rows = []
+        for k in range(num_classes):
+            cells = [esc(names[k] if k < len(names) else k)]
+            for per_seed in (samples, ceiling):
+                cells.append(seeds_cell([v[k] if v and k < len(v) else None for v in per_seed]))
+            rows.append(cells)
+        overall = [run.evaluation.get("conditional_accuracy") for run in group.runs]
+        overall_ceiling = [
+            run.evaluation.get("reconstruction_judged_accuracy") for run in group.runs
+        ]
+        rows.append(["<b>all</b>", seeds_cell(overall), seeds_cell(overall_ceiling)])
+        head = ["class", "samples judged this class", "reconstructions judged (ceiling)"]
+        grid = group.first.path / rundir.PICTURES_DIR / "class_grid.png"
+        seed = f", seed {group.first.seed}" if len(group.runs) > 1 else ""
+        picture = (
+            f'<figure><img class="plot" alt="{esc(group.name)} samples, one row per class" '
+            f'src="{data_uri(grid.read_bytes())}"><figcaption>{esc(group.name)}{esc(seed)}: '
+            "samples, one row per class</figcaption></figure>"
+            if grid.exists()
+            else ""
+        )
+        about = group.first.evaluation.get("computed_on", {}).get("conditional_accuracy", {})
+        how = about_text(about)
+        out.append(
+            f"<h3>{esc(group.name)}</h3><p class='dim'>{esc(how)}</p>"
+            f"<div class='pair'><div>{picture}</div><div>{table(head, rows)}</div></div>"
+        )
+    if not out:
+        return ""
+    return "<h2>Conditional generation, per class</h2>" + "".join(out)
+
+
+def has_class_table(group: RunGroup) -> bool:
+    return any(per_class_values(group, "conditional_accuracy", "per_class"))
+
+
 def pictures_section(groups: list[RunGroup]) -> str:
     """The pictures each run's first seed wrote after training (`RUN_DIR/pictures`), e.g. an
     adversarial autoencoder's codes over its prior or a CAAE's label grid."""
@@ -480,6 +543,8 @@ def pictures_section(groups: list[RunGroup]) -> str:
         run = group.first
         seed = f" (seed {run.seed})" if len(group.runs) > 1 else ""
         for png in sorted((run.path / rundir.PICTURES_DIR).glob("*.png")):
+            if png.name == "class_grid.png" and has_class_table(group):
+                continue  # shown beside its per-class table
             caption = f"{group.name}{seed}: {PICTURE_CAPTIONS.get(png.name, png.stem)}"
             figures.append(
                 f'<figure><img class="plot" alt="{esc(caption)}" '
@@ -646,6 +711,7 @@ def build_report(
         metrics_section(groups),
         samples_section(groups),
         curves_section(groups),
+        conditional_section(groups),
         pictures_section(groups),
         configs_section(groups),
         '<p id="image-check" data-broken="-1"></p>',

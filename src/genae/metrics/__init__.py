@@ -47,11 +47,13 @@ def compute_metrics(
     data_dir: Path | None = None,
     train: TensorData | None = None,
     test_grey: TensorData | None = None,
+    split: str = "test",
 ) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
     """The model's own test metrics plus the registered metrics in `names`.
 
     train: the run's training split, for baselines fit on it (k-means). test_grey: the test
-    split's grey levels when `test` is binarised (see `EvalContext`).
+    split's grey levels when `test` is binarised (see `EvalContext`). split: which split `test`
+    holds ("test", or "validation" when choosing between runs), recorded in computed_on.
     Returns (values, computed_on): computed_on[metric] says what each number was computed on.
     A name that is neither registered nor one of the model's own metrics is a ConfigError.
     """
@@ -65,9 +67,9 @@ def compute_metrics(
             f"metrics: unknown metric '{unknown[0]}' for model '{model.name}'"
             f"{suggest(unknown[0], known)}; available: {', '.join(known)}"
         )
-    own = {"split": "test", "examples": len(test), "seed": seed}
+    own = {"split": split, "examples": len(test), "seed": seed}
     computed_on: dict[str, dict[str, Any]] = {name: own for name in values}
-    ctx = EvalContext(model, test, dataset, options, data_dir, test_grey)
+    ctx = EvalContext(model, test, dataset, options, data_dir, test_grey, split)
     for name in names:
         if name in METRICS:
             result = METRICS[name](ctx)

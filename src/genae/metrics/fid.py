@@ -106,15 +106,15 @@ def fid(ctx: EvalContext) -> Result:
         for name, judge in judges.items()
     }
     compared = (
-        "Bernoulli means vs grey-level test images (the run binarises; both are pixel "
+        "Bernoulli means vs grey-level held-out images (the run binarises; both are pixel "
         "probabilities)"
         if binarized
-        else "generated means vs grey-level test images"
+        else "generated means vs grey-level held-out images"
     )
     return Result(
         values,
         {
-            "split": "test",
+            "split": ctx.split,
             "examples": len(real),
             "samples": len(fake),
             **sampling_about(ctx.model, temperature),

@@ -63,5 +63,5 @@ def iw_nll(ctx: EvalContext) -> Result:
     )
     return Result(
         {"iw_nll": float(values.mean())},
-        {"split": "test", "examples": len(values), "k": k, "seed": ctx.options.seed},
+        {"split": ctx.split, "examples": len(values), "k": k, "seed": ctx.options.seed},
     )

@@ -61,6 +61,8 @@ class EvalContext:
     options: MetricOptions = field(default_factory=MetricOptions)
     data_dir: Path | None = None
     test_grey: TensorData | None = None
+    split: str = "test"
+    """Which split `test` holds: "test", or "validation" when choosing between runs."""
     _judge: Any = None
     _second_judge: Any = None
 

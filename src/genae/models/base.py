@@ -177,6 +177,13 @@ class GenerativeModel(nn.Module):
         None when all is well. The trainer stops on it. Default: nothing to check."""
         return None
 
+    def result_problem(self, metrics: dict[str, float]) -> str | None:
+        """A one-line reason why a trained model whose evaluation gave `metrics` (its own
+        per-example means, unprefixed) is a failed run rather than a result (e.g. a generator
+        that ignores its code); None when it is a result. Reports and claims show such a run as
+        collapsed. Default: nothing to check."""
+        return None
+
     def dataset_metrics(self, data: Any, batch_size: int, train: Any = None) -> dict[str, float]:
         """Metrics that are not means over examples (e.g. clustering accuracy, which maps
         clusters to classes using the whole split), of a validation or test `TensorData` split.

@@ -1,5 +1,5 @@
 """Closed-form divergences and log-densities of diagonal Gaussians (summed over the last dim,
-but for the per-unit KL)."""
+but for the per-unit KL), and a sample-based MMD between two sets of codes."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import math
 import torch
 
 LOG_2PI = math.log(2 * math.pi)
+MMD_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
 
 def kl_normal_standard_units(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
@@ -54,3 +55,23 @@ def log_normal_diag(x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor) 
 def log_normal_standard(x: torch.Tensor) -> torch.Tensor:
     """log N(x; 0, I) per row."""
     return -0.5 * (LOG_2PI + x.pow(2)).sum(-1)
+
+
+def mmd_inverse_multiquadric(
+    x: torch.Tensor, y: torch.Tensor, base_scale: float, scales: tuple[float, ...] = MMD_SCALES
+) -> torch.Tensor:
+    """Unbiased estimate of MMD^2 between the samples x (n, d) and y (m, d) under the inverse
+    multiquadric kernel k(a, b) = c / (c + |a - b|^2), summed over c = s * base_scale for s in
+    `scales` (heavy tails keep a gradient on far-off points; several widths, as in WAE-MMD).
+    base_scale: about the mean squared distance between two draws of y, e.g. 2 d var(y)."""
+    n, m = len(x), len(y)
+    xx, yy, xy = torch.cdist(x, x).pow(2), torch.cdist(y, y).pow(2), torch.cdist(x, y).pow(2)
+    off_x = 1.0 - torch.eye(n, device=x.device, dtype=x.dtype)
+    off_y = 1.0 - torch.eye(m, device=y.device, dtype=y.dtype)
+    total = x.new_zeros(())
+    for s in scales:
+        c = s * base_scale
+        total = total + (c / (c + xx) * off_x).sum() / (n * (n - 1))
+        total = total + (c / (c + yy) * off_y).sum() / (m * (m - 1))
+        total = total - 2 * (c / (c + xy)).mean()
+    return total

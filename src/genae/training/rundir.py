@@ -36,6 +36,9 @@ CHECKPOINT_FILE = "checkpoint.safetensors"
 METRICS_FILE = "metrics.jsonl"
 SAMPLES_DIR = "samples"
 PICTURES_DIR = "pictures"  # latent scatter, class grid, CAAE grid: written after the last epoch
+# Why a finished run is a failure rather than a result (GenerativeModel.result_problem): "test_"
+# + this in the last metrics row, this in evaluation.json.
+COLLAPSED = "collapsed"
 EVALUATION_FILE = "evaluation.json"  # extra metrics: `genae evaluate --save`, `genae experiment`
 SAVED_MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE)  # what `save_model` writes
 

@@ -232,6 +232,11 @@ def evaluate_test_once(trainer: Trainer, test: SealedSplit, config: TrainConfig)
         train=trainer.train_data,
     )
     history[-1].update({TEST_PREFIX + name: value for name, value in values.items()})
+    problem = trainer.model.result_problem(values)
+    if problem:  # kept with the numbers, so reports and claims show the run as collapsed
+        history[-1][TEST_PREFIX + rundir.COLLAPSED] = problem
+        if trainer.world.is_main:
+            print(f"warning: {problem}", file=sys.stderr)
     if trainer.run_dir is not None:
         trainer.save_checkpoint()  # holds the history: a resume then reads no test split
         if trainer.world.is_main:
