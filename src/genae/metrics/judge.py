@@ -103,10 +103,11 @@ SECOND_RECIPES: dict[str, dict] = {
     },
 }
 # The second judges whose weights ship with genae (genae/judges/<dataset>/second/), as
-# PINNED_SHA256. None yet: `python scripts/build_judge.py fashion-mnist --which second --out DIR`
-# builds Fashion-MNIST's; until its hash is recorded here, the second judge is trained (and
-# cached) on first use, as any judge genae does not ship.
-SECOND_PINNED_SHA256: dict[str, str] = {}
+# PINNED_SHA256. Fashion-MNIST's: `python scripts/build_judge.py fashion-mnist --which second
+# --out DIR` (1 thread; validation accuracy 0.9306, test 0.9287).
+SECOND_PINNED_SHA256: dict[str, str] = {
+    "fashion-mnist": "12057909eeeb581553cb3d80ee967a32e5b6b1f8cf84469d3608b97fb07f62d1",
+}
 
 
 @dataclass(frozen=True)
