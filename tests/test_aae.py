@@ -479,8 +479,8 @@ def test_caae_prior_terms_add_their_weighted_losses_and_feed_the_discriminator()
     x, y = torch.rand(6, 1, 28, 28), torch.arange(6)
     losses = {}
     for name, extra in {
-        "paper": {},
-        "prior": {"prior_adversarial_weight": 0.5},
+        "paper": {"mmd_weight": 0.0},
+        "prior": {"prior_adversarial_weight": 0.5, "mmd_weight": 0.0},
         "mmd": {"mmd_weight": 2.0},
     }.items():
         torch.manual_seed(0)
