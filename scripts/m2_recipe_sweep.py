@@ -26,7 +26,8 @@ from genae.training.runs import train_run
 
 # name -> (model options, training options), each over BASE_TRAIN and the model's defaults
 CANDIDATES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
-    "paper": ({}, {}),
+    "defaults": ({}, {}),
+    "paper": ({"alpha": 0.1}, {}),  # the paper's alpha (the default until 2026-12-05)
     "spread": ({}, {"labelled_schedule": "spread"}),
     "alpha1": ({"alpha": 1.0}, {}),
     "alpha0.01": ({"alpha": 0.01}, {}),
