@@ -266,7 +266,7 @@ def test_train_model_help_shows_only_that_models_options(capsys, monkeypatch) ->
     for derived in ("--labelled-examples", "--unlabelled-examples"):
         assert derived not in options
     assert options["--alpha"].startswith("The paper's alpha as a multiple of N")
-    assert "(default: 0.1)" in options["--alpha"]
+    assert "(default: 30.0)" in options["--alpha"]
     assert "(default: yes)" in options["--baseline"]  # booleans: --baseline / --no-baseline
     assert "--no-baseline" in text
 

@@ -421,9 +421,8 @@ class CAAE(GenerativeModel, LatentCodes, LatentPrior, Reconstructs, Relabels):
         if sensitivity is None or not scale or sensitivity >= COLLAPSED_CODE_SENSITIVITY * scale:
             return None
         return (
-            f"collapsed: code_sensitivity {sensitivity:.3g} is under {COLLAPSED_CODE_SENSITIVITY}"
-            f" x the difference between real images ({scale:.3g}); the generator draws about "
-            "one image per label whatever the code"
+            f"collapsed: code_sensitivity {sensitivity:.3g} < {COLLAPSED_CODE_SENSITIVITY} x "
+            f"image_difference {scale:.3g} (one image per label, whatever the code)"
         )
 
     def prior_sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
