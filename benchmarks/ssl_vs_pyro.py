@@ -98,27 +98,39 @@ def load_splits(dataset: str, data_dir: str | None):
     return load_dataset(dataset, data_dir)
 
 
+def shared_config(*, seed: int, labels: int, binarize: bool, max_train_examples: int):
+    """The training config whose data genae's m2 run draws for this seed (the default validation
+    size); the Pyro worker draws the same through genae's own functions."""
+    from genae.config import TrainConfig
+
+    return TrainConfig(
+        seed=seed, labels=labels, binarize=binarize, max_train_examples=max_train_examples
+    )
+
+
 def shared_data(splits, *, seed: int, labels: int, binarize: bool, max_train_examples: int):
     """(train, labelled indices into train, validation) exactly as genae's trainer builds
-    them for this seed: the same validation split (the default size), training subset, labelled
-    examples and binarisation."""
-    from genae.data.memory import TensorData, random_subset, stratified_indices, validation_split
-    from genae.training.runs import resolve_val_size
+    them for this seed: genae's `training_data` (validation split, training subset, labelled
+    examples) and its binarisation."""
+    from genae.data.memory import TensorData
+    from genae.models.registry import model_class
+    from genae.training.runs import test_on_device, training_data
 
-    val_size = resolve_val_size(None, len(splits.train))
-    rest, held_out = validation_split(splits.train, val_size, splits.spec.num_classes, seed)
-    train_arrays = random_subset(rest, max_train_examples, seed)
-    labelled = stratified_indices(train_arrays.labels, labels, splits.spec.num_classes, seed)
-    train = TensorData(train_arrays, binarize=binarize)
-    fixed = seed if binarize else None
-    return train, labelled, TensorData(held_out, fixed_binarization_seed=fixed)
+    config = shared_config(
+        seed=seed, labels=labels, binarize=binarize, max_train_examples=max_train_examples
+    )
+    drawn = training_data(splits, config, model_class("m2"))
+    train = TensorData(drawn.train, binarize=binarize)
+    return train, drawn.labelled, test_on_device(drawn.val, config)
 
 
 def shared_test(splits, *, seed: int, binarize: bool):
-    """The test set, binarised once with the seed; unsealed only after training."""
-    from genae.data.memory import TensorData
+    """The test set, binarised once with the seed as genae's final evaluation does; unsealed
+    only after training."""
+    from genae.training.runs import test_on_device
 
-    return TensorData(splits.test.unseal(), fixed_binarization_seed=seed if binarize else None)
+    config = shared_config(seed=seed, labels=1, binarize=binarize, max_train_examples=0)
+    return test_on_device(splits.test.unseal(), config)
 
 
 def mean_after_warmup(speeds: list[float]) -> float:

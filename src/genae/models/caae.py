@@ -340,13 +340,13 @@ class CAAE(GenerativeModel, LatentCodes, LatentPrior, Reconstructs, Relabels):
 
     def image_discriminator_loss(self, batch: Batch) -> LossTerms:
         label = self.condition_vector(batch.y)
+        fake_labels = label
         with torch.no_grad():
             fake_images = self.decode(self.encode(batch.x), label)
             if self.config.prior_adversarial_weight > 0:  # decodes of prior samples are fakes too
                 fake_images = torch.cat([fake_images, self.decode_prior_samples(label)])
-                label = torch.cat([label, label])
-        real = self.critic(batch.x, label[: len(batch.x)])
-        fake = self.critic(fake_images, label)
+                fake_labels = torch.cat([label, label])
+        real, fake = self.critic(batch.x, label), self.critic(fake_images, fake_labels)
         return {
             "loss": discriminator_loss(real, fake),
             "accuracy": discriminator_accuracy(real, fake),
