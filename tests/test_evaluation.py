@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 
@@ -212,6 +213,52 @@ def test_experiment_rerun_reuses_finished_runs(experiment, cache):
     assert result.code == 0, result.err
     assert result.err.count("reusing") == 2 * len(SEEDS) and "training one" not in result.err
     assert (out / "vae" / "seed-1" / "model.safetensors").read_bytes() == before
+
+
+def test_experiment_jobs_train_in_child_processes_with_the_same_bits(experiment, cache, tmp_path):
+    """--jobs 2: the first seed here, the other seeds two at a time in children, each logged;
+    with the same thread count the weights and metrics equal a one-at-a-time run's."""
+
+    def genae(*args) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "genae", *map(str, args)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+    common = ["--dataset", "digits", "--epochs", "1", "--no-progress", "--threads", "1"]
+    alone = genae("experiment", "vae-vs-cvae", "--out", tmp_path / "alone", *common)
+    jobs = genae("experiment", "vae-vs-cvae", "--out", tmp_path / "jobs", *common, "--jobs", 2)
+    assert alone.returncode == 0 and jobs.returncode == 0, (alone.stderr, jobs.stderr)
+    children = [(run, seed) for seed in SEEDS[1:] for run in ("vae", "cvae")]
+    for run, seed in children:
+        log = tmp_path / "jobs" / "logs" / f"{run}-seed-{seed}.log"
+        assert f"training {run} seed {seed} (log: {log})" in jobs.stderr
+        assert f"wrote {tmp_path / 'jobs' / run / f'seed-{seed}'}" in log.read_text()
+    assert "training vae seed 0" not in jobs.stderr  # the first seed ran in the parent
+    for run in ("vae", "cvae"):
+        for seed in SEEDS:
+            same = [tmp_path / way / run / f"seed-{seed}" for way in ("alone", "jobs")]
+            assert (same[0] / "model.safetensors").read_bytes() == (
+                same[1] / "model.safetensors"
+            ).read_bytes(), (run, seed)
+    accuracy = [
+        json.loads((tmp_path / way / "cvae" / "seed-3" / "evaluation.json").read_text())
+        for way in ("alone", "jobs")
+    ]
+    assert accuracy[0]["conditional_accuracy"] == accuracy[1]["conditional_accuracy"]
+    assert (tmp_path / "jobs" / "report.html").is_file()
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--only", "cvae"], "--only: expected RUN:SEED"),
+        (["--only", "cvea:0"], "no run 'cvea'"),
+        (["--only", "cvae:9"], "seed 9 is not one of its seeds"),
+        (["--jobs", "0"], "--jobs: expected an integer >= 1"),
+    ],
+)
+def test_experiment_refuses_bad_only_and_jobs(args, needle, tmp_path):
+    result = cli("experiment", "vae-vs-cvae", "--dataset", "digits", "--out", tmp_path, *args)
+    assert_user_error(result, needle)
 
 
 def test_evaluate_with_registered_metrics(experiment, cache):

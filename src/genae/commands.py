@@ -9,7 +9,10 @@ import dataclasses
 import difflib
 import json
 import re
+import signal
+import subprocess
 import sys
+import time
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -24,13 +27,14 @@ from genae.data.memory import seeded_generator
 from genae.data.sources import list_datasets
 from genae.demo import run_demo
 from genae.errors import ConfigError, GenaeError, TrainingError
-from genae.experiments import run_experiment
+from genae.experiments import pending_runs, run_experiment, train_one
 from genae.io import write_json_atomic
 from genae.metrics import MetricOptions, parse_names
 from genae.models.base import check_temperature
 from genae.models.latent import require_temperature
 from genae.models.registry import MODELS, model_class
 from genae.report import build_report
+from genae.runtime import usable_cores
 from genae.training.distributed import leave_process_group
 from genae.training.rundir import (
     CLI_OPTIONS,
@@ -289,6 +293,19 @@ def build_parser() -> ArgumentParser:
     experiment.add_argument("--force", action="store_true", help="retrain finished runs")
     experiment.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     experiment.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
+    experiment.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train up to N runs at once, each in its own process with cores/N threads "
+        "(the first seed runs alone, so shared networks are trained once)",
+    )
+    experiment.add_argument(
+        "--only",
+        metavar="RUN:SEED",
+        help="train just this run with this seed (as the experiment would), no report",
+    )
 
     report = commands.add_parser("report", help="one self-contained HTML page comparing runs")
     report.add_argument("run_dirs", type=Path, nargs="+")
@@ -444,9 +461,120 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_only(text: str) -> tuple[str, int]:
+    """`--only RUN:SEED`."""
+    run_name, _, seed = text.rpartition(":")
+    if not run_name or not seed.isdigit():
+        raise ConfigError(f"--only: expected RUN:SEED, such as cvae:0, got '{text}'")
+    return run_name, int(seed)
+
+
+def experiment_child(args: argparse.Namespace, run_name: str, seed: int, threads: int) -> list:
+    """The command line of a child process that trains one run of `args`' experiment."""
+    command = [sys.executable, "-m", "genae", "experiment", args.name, "--out", str(args.out)]
+    command += ["--only", f"{run_name}:{seed}", "--threads", str(threads), "--no-progress"]
+    for option, value in [
+        ("--dataset", args.dataset),
+        ("--data-dir", args.data_dir),
+        ("--device", args.device),
+        ("--epochs", args.epochs),
+    ]:
+        if value is not None:
+            command += [option, str(value)]
+    return command + (["--force"] if args.force else [])
+
+
+def train_in_background(args: argparse.Namespace, pairs: list[tuple[str, int]]) -> None:
+    """Train `pairs` of the experiment in up to args.jobs child processes at once, each writing
+    to its own log (OUT/logs/RUN-seed-S.log). After a failure no new child starts, those running
+    finish, and the failure is raised with the last line of its log. Interrupted (SIGINT or
+    SIGTERM), every child saves a checkpoint and stops, so a rerun resumes them."""
+    threads = args.threads or max(1, usable_cores() // args.jobs)
+    logs = Path(args.out) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    waiting, running = list(pairs), {}
+    failure = None
+
+    def interrupted(_signum, _frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupted)
+    try:
+        while (waiting and failure is None) or running:
+            while waiting and failure is None and len(running) < args.jobs:
+                run_name, seed = waiting.pop(0)
+                log = logs / f"{run_name}-seed-{seed}.log"
+                with open(log, "w") as handle:  # the child holds its own copy of the handle
+                    child = subprocess.Popen(
+                        experiment_child(args, run_name, seed, threads),
+                        stdout=handle,
+                        stderr=subprocess.STDOUT,
+                    )
+                running[child] = (run_name, seed, log, time.monotonic())
+                print(f"genae: training {run_name} seed {seed} (log: {log})", file=sys.stderr)
+            time.sleep(0.2)
+            for child in [c for c in running if c.poll() is not None]:
+                run_name, seed, log, started = running.pop(child)
+                minutes = (time.monotonic() - started) / 60
+                if child.returncode == 0:
+                    print(
+                        f"genae: {run_name} seed {seed} done ({minutes:.1f} min)", file=sys.stderr
+                    )
+                elif failure is None:
+                    lines = log.read_text(errors="replace").strip().splitlines()
+                    failure = TrainingError(
+                        f"experiment {args.name}: {run_name} seed {seed} failed (exit "
+                        f"{child.returncode}): {lines[-1] if lines else 'no output'} (log: {log})"
+                    )
+    finally:
+        for child in running:  # interrupted: each saves a checkpoint and exits (SIGINT)
+            child.send_signal(signal.SIGINT)
+        for child in running:
+            child.wait()
+        signal.signal(signal.SIGTERM, previous)
+    if failure is not None:
+        raise failure
+
+
 def cmd_experiment(args: argparse.Namespace) -> int:
     if args.epochs is not None and args.epochs < 1:
         raise ConfigError(f"--epochs: expected an integer >= 1, got {args.epochs}")
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs: expected an integer >= 1, got {args.jobs}")
+    common = dict(dataset=args.dataset, data_dir=args.data_dir, device=args.device)
+    if args.only is not None:
+        run_name, seed = parse_only(args.only)
+        run_dir = train_one(
+            args.name,
+            args.out,
+            run_name,
+            seed,
+            **common,
+            epochs=args.epochs,
+            force=args.force,
+            progress=args.progress,
+        )
+        print(f"wrote {run_dir}")
+        return 0
+    force = args.force
+    if args.jobs > 1:
+        pending = pending_runs(args.name, args.out, epochs=args.epochs, force=force)
+        first_seed = pending[0][1] if pending else None
+        # The first pending seed's runs one at a time, in this process: whatever they share (the
+        # judge, DFC's feature network) is trained once, before the children need it.
+        for run_name, seed in [p for p in pending if p[1] == first_seed]:
+            train_one(
+                args.name,
+                args.out,
+                run_name,
+                seed,
+                **common,
+                epochs=args.epochs,
+                force=force,
+                progress=args.progress,
+            )
+        train_in_background(args, [p for p in pending if p[1] != first_seed])
+        force = False  # everything is trained now; the pass below reuses it and reports
     report = run_experiment(
         args.name,
         args.out,
@@ -454,7 +582,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         device=args.device,
         epochs=args.epochs,
-        force=args.force,
+        force=force,
         progress=args.progress,
     )
     print(f"wrote {report}")

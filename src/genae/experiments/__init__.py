@@ -36,6 +36,7 @@ from genae.api import evaluate_run, fit
 from genae.claims import Claim
 from genae.config import read_toml, suggest
 from genae.data.sources import load_dataset
+from genae.data.types import DatasetSplits
 from genae.errors import CheckpointError, ConfigError
 from genae.io import write_json_atomic
 from genae.models.registry import MODELS
@@ -170,6 +171,139 @@ def train_config_of(
     return train
 
 
+def pending_runs(
+    name: str, out: Path, *, epochs: int | None = None, force: bool = False
+) -> list[tuple[str, int]]:
+    """The (run name, seed) pairs of experiment `name` that training under `out` would still
+    train or resume (all of them with `force`), seed by seed."""
+    experiment = load_experiment(name)
+    pending = []
+    for seed in experiment.seeds:
+        for run in experiment.runs:
+            wanted = int(train_config_of(experiment, run, "", seed, epochs=epochs)["epochs"])
+            if force or _finished_epochs(seed_dir(Path(out) / run.name, seed)) < wanted:
+                pending.append((run.name, seed))
+    return pending
+
+
+def _evaluation_is_current(run_dir: Path, metrics: list[str]) -> bool:
+    """Whether run_dir's evaluation file holds `metrics` and was written after its weights."""
+    evaluation, weights = run_dir / rundir.EVALUATION_FILE, run_dir / rundir.WEIGHTS_FILE
+    try:
+        held = json.loads(evaluation.read_text())
+        return all(m in held for m in metrics) and (
+            evaluation.stat().st_mtime >= weights.stat().st_mtime
+        )
+    except (OSError, ValueError):
+        return False
+
+
+def _train_seed_run(
+    experiment: Experiment,
+    run: RunSpec,
+    seed: int,
+    out: Path,
+    data: DatasetSplits,
+    *,
+    data_dir: Path | None = None,
+    device: str = "cpu",
+    epochs: int | None = None,
+    force: bool = False,
+    progress: bool = True,
+    metric_options: Any = None,
+) -> Path:
+    """Train, resume or reuse one run of `experiment` with `seed` under `out`, then compute its
+    extra metrics (kept from an earlier evaluation when the run was reused). Its directory."""
+    run_dir = seed_dir(Path(out) / run.name, seed)
+    train = train_config_of(
+        experiment,
+        run,
+        data.name,
+        seed,
+        epochs=epochs,
+        device=device,
+        progress=progress,
+        data_dir=str(data_dir) if data_dir else None,
+    )
+    done = _finished_epochs(run_dir)
+    reused = not force and done >= train["epochs"]
+    if reused:
+        print(f"genae: {run_dir} already trained ({done} epochs); reusing it", file=sys.stderr)
+    elif not force and (run_dir / rundir.CHECKPOINT_FILE).exists():
+        print(f"genae: resuming {run_dir}", file=sys.stderr)
+        fit(
+            run.model,
+            train_config={"epochs": train["epochs"]},
+            data=data,
+            run_dir=run_dir,
+            resume=True,
+        )
+    else:
+        fit(
+            run.model,
+            model_config=run.model_config,
+            train_config=train,
+            data=data,
+            run_dir=run_dir,
+            force=True,
+        )
+    if run.metrics and not (reused and _evaluation_is_current(run_dir, run.metrics)):
+        result = evaluate_run(
+            run_dir, data=data, device=device, metrics=run.metrics, options=metric_options
+        )
+        write_json_atomic(run_dir / rundir.EVALUATION_FILE, result)
+    return run_dir
+
+
+def run_spec(experiment: Experiment, run_name: str, seed: int) -> RunSpec:
+    """The run called `run_name`, checked together with `seed` against the experiment."""
+    runs = {r.name: r for r in experiment.runs}
+    if run_name not in runs:
+        raise ConfigError(
+            f"experiment '{experiment.name}': no run '{run_name}'{suggest(run_name, list(runs))}; "
+            f"its runs: {', '.join(runs)}"
+        )
+    if seed not in experiment.seeds:
+        raise ConfigError(
+            f"experiment '{experiment.name}': seed {seed} is not one of its seeds "
+            f"{experiment.seeds}"
+        )
+    return runs[run_name]
+
+
+def train_one(
+    name: str,
+    out: Path,
+    run_name: str,
+    seed: int,
+    *,
+    dataset: str | None = None,
+    data_dir: Path | None = None,
+    device: str = "cpu",
+    epochs: int | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Train (or reuse) the single run `run_name` with `seed` of experiment `name` under `out`,
+    exactly as `run_experiment` would; no report. Its directory."""
+    experiment = load_experiment(name)
+    check_models(experiment)
+    run = run_spec(experiment, run_name, seed)
+    data = load_dataset(dataset or experiment.dataset, data_dir)
+    return _train_seed_run(
+        experiment,
+        run,
+        seed,
+        out,
+        data,
+        data_dir=data_dir,
+        device=device,
+        epochs=epochs,
+        force=force,
+        progress=progress,
+    )
+
+
 def run_experiment(
     name: str,
     out: Path,
@@ -192,45 +326,19 @@ def run_experiment(
     # Seed by seed, so that an interrupted experiment already has every run of its first seeds.
     for seed in experiment.seeds:
         for run in experiment.runs:
-            run_dir = seed_dir(out / run.name, seed)
-            train = train_config_of(
+            _train_seed_run(
                 experiment,
                 run,
-                data.name,
                 seed,
-                epochs=epochs,
+                out,
+                data,
+                data_dir=data_dir,
                 device=device,
+                epochs=epochs,
+                force=force,
                 progress=progress,
-                data_dir=str(data_dir) if data_dir else None,
+                metric_options=metric_options,
             )
-            done = _finished_epochs(run_dir)
-            if not force and done >= train["epochs"]:
-                print(
-                    f"genae: {run_dir} already trained ({done} epochs); reusing it", file=sys.stderr
-                )
-            elif not force and (run_dir / rundir.CHECKPOINT_FILE).exists():
-                print(f"genae: resuming {run_dir}", file=sys.stderr)
-                fit(
-                    run.model,
-                    train_config={"epochs": train["epochs"]},
-                    data=data,
-                    run_dir=run_dir,
-                    resume=True,
-                )
-            else:
-                fit(
-                    run.model,
-                    model_config=run.model_config,
-                    train_config=train,
-                    data=data,
-                    run_dir=run_dir,
-                    force=True,
-                )
-            if run.metrics:
-                result = evaluate_run(
-                    run_dir, data=data, device=device, metrics=run.metrics, options=metric_options
-                )
-                write_json_atomic(run_dir / rundir.EVALUATION_FILE, result)
     report = out / "report.html"
     outcome = build_report(
         [out / run.name for run in experiment.runs],
