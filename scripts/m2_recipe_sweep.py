@@ -44,6 +44,12 @@ CANDIDATES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "alpha10": ({"alpha": 10.0}, {}),
     "alpha3": ({"alpha": 3.0}, {}),
     "alpha30": ({"alpha": 30.0}, {}),
+    "alpha100": ({"alpha": 100.0}, {}),
+    # below 1, U(x) charges less for I(x; y) (see M2Config); aimed at --labels 0
+    "info0": ({"y_information_weight": 0.0}, {}),
+    "info0.3": ({"y_information_weight": 0.3}, {}),
+    "latent4-info0": ({"latent_dim": 4, "y_information_weight": 0.0}, {}),
+    "latent10-info0": ({"latent_dim": 10, "y_information_weight": 0.0}, {}),
 }
 
 BASE_TRAIN: dict[str, Any] = {
@@ -97,12 +103,13 @@ def main() -> int:
     if results_file.exists():
         for line in results_file.read_text().splitlines():
             row = json.loads(line)
-            done[(row["model"], row["candidate"], row["max_train_examples"], row["seed"])] = row
+            key = (row["model"], row["candidate"], row["max_train_examples"], row["seed"])
+            done[(*key, str(row.get("labels", "100")))] = row
     if not args.report:
         for name in names:
             model_options, train_options = CANDIDATES[name]
             for seed in seeds:
-                key = (args.model, name, args.max_train_examples, seed)
+                key = (args.model, name, args.max_train_examples, seed, str(args.labels))
                 if key in done:
                     continue
                 train = {
@@ -131,11 +138,15 @@ def main() -> int:
                     "candidate": name,
                     "max_train_examples": args.max_train_examples,
                     "seed": seed,
+                    "labels": str(args.labels),
                     "seconds": round(time.perf_counter() - start, 1),
                     "val_accuracy": last["val_accuracy"],
                     "val_supervised_baseline_accuracy": last["val_supervised_baseline_accuracy"],
                     "val_generative_accuracy": last.get("val_generative_accuracy"),
                     "val_accuracy_by_epoch": [r.get("val_accuracy") for r in history],
+                    # with --labels 0 the categories are clusters: scored by Hungarian matching
+                    "val_clustering_accuracy": last.get("val_clustering_accuracy"),
+                    "val_kmeans_clustering_accuracy": last.get("val_kmeans_clustering_accuracy"),
                 }
                 done[key] = row
                 with results_file.open("a") as out:
@@ -147,10 +158,20 @@ def main() -> int:
                 )
     examples = args.max_train_examples or "all"
     print(f"\n{args.model}, {examples} training examples, {args.labels} labels")
-    print(f"{'candidate':14s} {'val accuracy':34s} {'gain over baseline'}")
+    unsupervised = str(args.labels) == "0"
+    if unsupervised:
+        print(f"{'candidate':14s} {'val clustering accuracy':34s} {'k-means on the same pixels'}")
+    else:
+        print(f"{'candidate':14s} {'val accuracy':34s} {'gain over baseline'}")
     for name in CANDIDATES:
-        rows = [r for k, r in done.items() if k[:3] == (args.model, name, args.max_train_examples)]
+        wanted = (args.model, name, args.max_train_examples)
+        rows = [r for k, r in done.items() if k[:3] == wanted and k[4] == str(args.labels)]
         if not rows:
+            continue
+        if unsupervised:
+            clusters = [r["val_clustering_accuracy"] for r in rows]
+            kmeans = [r["val_kmeans_clustering_accuracy"] for r in rows]
+            print(f"{name:14s} {summary(clusters):34s} {summary(kmeans)}")
             continue
         acc = [r["val_accuracy"] for r in rows]
         gain = [r["val_accuracy"] - r["val_supervised_baseline_accuracy"] for r in rows]

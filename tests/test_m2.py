@@ -137,6 +137,54 @@ def test_loss_is_one_steps_estimate_of_j_alpha_over_n(monkeypatch):
     }
 
 
+def test_batch_marginal_kl_is_the_information_part_of_the_categories_kl():
+    """mean_i KL(q_i || uniform) = mean_i KL(q_i || q_bar) + KL(q_bar || uniform), q_bar the
+    batch mean of q_i, with every term written out as loops."""
+    torch.manual_seed(1)
+    logits = torch.randn(5, 3) * 2
+    q = F.softmax(logits, -1).tolist()
+    q_bar = [sum(row[k] for row in q) / 5 for k in range(3)]
+    to_marginal = [sum(r[k] * math.log(r[k] / q_bar[k]) for k in range(3)) for r in q]
+    torch.testing.assert_close(
+        m2_module.kl_from_batch_marginal(logits), torch.tensor(to_marginal), rtol=1e-5, atol=1e-6
+    )
+    to_uniform = [sum(r[k] * math.log(3 * r[k]) for k in range(3)) for r in q]
+    marginal_to_uniform = sum(p * math.log(3 * p) for p in q_bar)
+    assert sum(to_uniform) / 5 == pytest.approx(sum(to_marginal) / 5 + marginal_to_uniform)
+    # categories that do not depend on x carry no information
+    assert m2_module.kl_from_batch_marginal(torch.tensor([[1.0, 2.0, 0.5]] * 4)).abs().max() < 1e-6
+
+
+def test_y_information_weight_reweighs_only_the_information_in_the_unlabelled_loss(monkeypatch):
+    """weight 0.25: the unlabelled loss is the bound minus 0.75 x warm-up x each row's
+    KL(q(y|x) || batch q(y)); labelled terms and the evaluated bound are untouched."""
+    monkeypatch.setattr(m2_module, "reparameterize", lambda mean, log_var: mean)
+    spec = DataSpec(shape=(1, 2, 2), num_classes=3)
+    x = torch.rand(6, 1, 2, 2)
+    losses, models = {}, {}
+    for weight in (1.0, 0.25):
+        torch.manual_seed(0)
+        config = {**SMALL, **SIZES, "warmup_epochs": 2, "y_information_weight": weight}
+        models[weight] = build_model("m2", config, spec)
+        models[weight].at_step(Progress(epoch=2, step=1, steps=4))  # warm-up 0.625
+        losses[weight] = models[weight].loss(Batch(x))["loss"]
+    q = F.softmax(models[1.0].classifier(x.flatten(1)), -1)
+    information = (q * (q / q.mean(0)).log()).sum(1).mean()
+    expected = losses[1.0] - 0.8 * 0.625 * 0.75 * information
+    torch.testing.assert_close(losses[0.25], expected, rtol=1e-5, atol=1e-5)
+    labelled = Batch(x, torch.tensor([0, 1, 2, 0, 1, 2]))
+    torch.testing.assert_close(
+        models[0.25].loss(labelled)["loss"], models[1.0].loss(labelled)["loss"]
+    )
+    models[1.0].eval(), models[0.25].eval()
+    torch.testing.assert_close(
+        models[0.25].unlabelled_bound(x.flatten(1))[0],
+        models[1.0].unlabelled_bound(x.flatten(1))[0],
+    )
+    with pytest.raises(ConfigError, match="y_information_weight"):
+        build_model("m2", {**SMALL, "y_information_weight": -1.0}, spec)
+
+
 def test_warmup_is_linear_in_epochs_and_off_outside_training():
     at = Progress
     assert linear_warmup(at(1, 0, 10), 4) == 0.0

@@ -94,6 +94,13 @@ class M2Config:
     """The paper's alpha as a multiple of N (alpha = this x N): weight of the mean labelled CE."""
     warmup_epochs: int = 0
     """Epochs over which the KL of z and the entropy of q(y|x) ramp from 0 to 1 (0: none)."""
+    # Averaged over the data, U(x)'s KL(q(y|x) || p(y)) is I(x; y) + KL(q(y) || p(y)), q(y) the
+    # marginal of q(y|x) (Hoffman & Johnson 2016, "ELBO surgery"): the bound charges the
+    # categories for carrying information about x at all, which is why, with few or no labels,
+    # y tends to say little and z everything. Below 1 the training loss charges less of I(x; y)
+    # (each row's KL(q(y|x) || batch mean of q(y|x))); balanced categories are still asked for.
+    y_information_weight: float = 1.0
+    """Weight of I(x; y) in the unlabelled bound's KL of q(y|x) (1: the ELBO; training only)."""
     baseline: bool = True
     """Also train the same classifier on the labels alone, as a yardstick."""
     labelled_examples: int | None = derived(None)
@@ -108,6 +115,12 @@ class M2Config:
         require_mlp_fields(self.activation, classifier_hidden=self.classifier_hidden)
         require(self.alpha >= 0, "alpha", "a weight >= 0", self.alpha)
         require(self.warmup_epochs >= 0, "warmup_epochs", "an integer >= 0", self.warmup_epochs)
+        require(
+            self.y_information_weight >= 0,
+            "y_information_weight",
+            "a weight >= 0",
+            self.y_information_weight,
+        )
         for name in ("labelled_examples", "unlabelled_examples"):
             value = getattr(self, name)
             require(value is None or value >= 0, name, "a number of examples >= 0", value)
@@ -116,6 +129,14 @@ class M2Config:
 def entropy_of_logits(logits: torch.Tensor) -> torch.Tensor:
     log_q = F.log_softmax(logits, dim=-1)
     return -(log_q.exp() * log_q).sum(-1)
+
+
+def kl_from_batch_marginal(logits: torch.Tensor) -> torch.Tensor:
+    """Each row's KL(q(y|x) || q(y)), q(y) the batch's mean of q(y|x): averaged over the batch,
+    a plug-in estimate of the mutual information I(x; y) under q."""
+    log_q = F.log_softmax(logits, dim=-1)
+    log_marginal = torch.logsumexp(log_q, dim=0) - math.log(logits.shape[0])
+    return (log_q.exp() * (log_q - log_marginal)).sum(-1)
 
 
 def gradient_norm(term: torch.Tensor, parameters: list[torch.nn.Parameter]) -> torch.Tensor:
@@ -237,7 +258,11 @@ class SemiSupervisedVAE(GenerativeModel, LatentCodes):
         terms: dict[str, torch.Tensor] = {}
         shares: dict[str, torch.Tensor] = {}  # each term as one step's share of J^alpha / N
         if batch.y is None:  # the unlabelled stream of semi-supervised training
-            unlabelled, _ = self.unlabelled_bound(self.features(batch.x), kl_weight=warmup)
+            unlabelled, logits = self.unlabelled_bound(self.features(batch.x), kl_weight=warmup)
+            if self.config.y_information_weight != 1:
+                # -H(q(y|x)) = KL(q(y|x) || q(y)) + sum_y q(y|x) log q(y): reweigh the first part
+                excess = self.config.y_information_weight - 1
+                unlabelled = unlabelled + warmup * excess * kl_from_batch_marginal(logits)
             terms["unlabelled"] = unlabelled.mean()
             shares["unlabelled"] = n_unlabelled / n * terms["unlabelled"]
         labelled = batch.labelled_part()
