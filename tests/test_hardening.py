@@ -338,3 +338,11 @@ def test_celeba_attribute_values_and_extra_columns_are_checked(tmp_path, monkeyp
     path.write_text("\n".join(extra) + "\n")
     with pytest.raises(DataError, match=r"list_attr_celeba.txt:5: expected an image name and"):
         load_dataset("celeba", root, image_size=8, attributes=["Male"])
+
+
+@pytest.mark.parametrize("field", ["likelihood", "activation"])
+def test_a_newline_in_a_choice_field_stays_one_line_in_the_error(field):
+    # Found by the random-config test above: a value holding a newline split the message.
+    with pytest.raises(ConfigError) as caught:
+        from_mapping(VAEConfig, {field: "bad\nvalue"})
+    assert "\n" not in str(caught.value) and field in str(caught.value)

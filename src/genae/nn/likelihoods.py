@@ -12,6 +12,7 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
+from genae.config import require
 from genae.errors import ConfigError
 from genae.nn.divergences import log_normal_diag
 
@@ -59,8 +60,7 @@ class Gaussian:
 def make_likelihood(name: str, decoder_std: float = 0.1) -> Likelihood:
     """The likelihood named in a model config ('bernoulli' or 'gaussian')."""
     factories = {"bernoulli": Bernoulli, "gaussian": lambda: Gaussian(decoder_std)}
-    if name not in factories:
-        raise ConfigError(f"likelihood: expected one of {sorted(factories)}, got '{name}'")
+    require(name in factories, "likelihood", f"one of {sorted(factories)}", name)
     return factories[name]()
 
 

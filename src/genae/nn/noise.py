@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from genae.config import require
 from genae.errors import ConfigError
 
 NOISE_KINDS = ("none", "gaussian", "dropout")
@@ -16,8 +17,7 @@ class InputNoise(nn.Module):
 
     def __init__(self, kind: str = "none", level: float = 0.0) -> None:
         super().__init__()
-        if kind not in NOISE_KINDS:
-            raise ConfigError(f"input_noise: expected one of {list(NOISE_KINDS)}, got '{kind}'")
+        require(kind in NOISE_KINDS, "input_noise", f"one of {list(NOISE_KINDS)}", kind)
         if kind == "dropout" and not 0.0 <= level < 1.0:
             raise ConfigError(f"noise_level: expected a probability in [0, 1), got {level}")
         if level < 0:

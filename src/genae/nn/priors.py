@@ -19,6 +19,7 @@ from typing import ClassVar
 
 import torch
 
+from genae.config import require
 from genae.errors import ConfigError
 from genae.nn.divergences import LOG_2PI
 
@@ -32,8 +33,7 @@ def register_prior(cls: type[Prior]) -> type[Prior]:
 
 def make_prior(name: str, dim: int, regions: int = 10) -> Prior:
     """The prior `name` over `dim`-dimensional codes, split into `regions` label regions."""
-    if name not in PRIORS:
-        raise ConfigError(f"prior: expected one of {sorted(PRIORS)}, got '{name}'")
+    require(name in PRIORS, "prior", f"one of {sorted(PRIORS)}", name)
     if regions < 1:
         raise ConfigError(f"prior_regions: expected an integer >= 1, got {regions}")
     return PRIORS[name](dim, regions)
