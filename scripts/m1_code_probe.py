@@ -8,9 +8,10 @@ to beat this.
 
     python scripts/m1_code_probe.py RUN_DIR/m1 [--epochs 10]
 
-Measured on the M1 of `genae train m1m2 --dataset fashion-mnist --labels 100 --binarize
---m1-epochs 30 ...` (seed 0), before runs had a validation split: 7 active units of 50,
-test accuracy 0.79 after 10 epochs.
+Measured on the M1 of each seed of `genae experiment m2-vs-m1m2` (softplus M1, free bits 0.5,
+30 epochs; 2026-12-05, probe seeded 0): 50 of 50 units active, validation accuracy after 10
+epochs 0.831, 0.841, 0.837, 0.833. Before runs had a validation split, a relu M1 kept 7 active
+units of 50 and its probe reached test accuracy 0.79.
 """
 
 from __future__ import annotations
@@ -41,13 +42,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", help="a finished 'vae' run (for M1+M2: RUN_DIR/m1)")
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=None, help="default: the run's own seed")
     args = parser.parse_args()
 
-    torch.manual_seed(0)
     config = rundir.read_run_config(args.run_dir)
     if config["model"] != "vae":
         raise SystemExit(f"{args.run_dir}: a '{config['model']}' run; expected a 'vae' run")
     train_config = rundir.train_config_of(config)
+    # The probe's own initialisation and batch order follow the run's seed, so four seeds of an
+    # experiment give four independent probes rather than one probe repeated.
+    torch.manual_seed(train_config.seed if args.seed is None else args.seed)
     m1 = rundir.load(args.run_dir, "cpu").eval()
     examples = training_data(resolve_data(train_config), train_config, m1)
     train, val = on_device(examples, train_config)

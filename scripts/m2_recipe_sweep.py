@@ -46,8 +46,12 @@ CANDIDATES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "alpha30": ({"alpha": 30.0}, {}),
     "alpha100": ({"alpha": 100.0}, {}),
     # below 1, U(x) charges less for I(x; y) (see M2Config); aimed at --labels 0
+    "info1": ({"y_information_weight": 1.0}, {}),  # the ELBO (M2's default until 2026-12-06)
     "info0": ({"y_information_weight": 0.0}, {}),
     "info0.3": ({"y_information_weight": 0.3}, {}),
+    # below 0: U(x) rewards I(x; y) (mutual-information clustering, as in IMSAT)
+    "info-0.5": ({"y_information_weight": -0.5}, {}),
+    "info-1": ({"y_information_weight": -1.0}, {}),
     "latent4-info0": ({"latent_dim": 4, "y_information_weight": 0.0}, {}),
     "latent10-info0": ({"latent_dim": 10, "y_information_weight": 0.0}, {}),
 }

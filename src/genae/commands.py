@@ -117,7 +117,7 @@ def _temperature(text: str) -> float:
         require_temperature(value, "--temperature")
     except (ValueError, ConfigError):
         raise argparse.ArgumentTypeError(
-            f"expected a number >= 0 (1: the prior itself, 0: its mean), got '{text}'"
+            f"expected a number >= 0 (1: the prior itself, 0: its mean), got {text!r}"
         ) from None
     return value
 
@@ -410,7 +410,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         label = class_index(args.label, model.spec.class_names, model.spec.num_classes)
     check_temperature(model, args.temperature, "--temperature")
     if args.out.suffix.lower() != ".png":
-        raise ConfigError(f"--out: expected a .png file name, got '{args.out}'")
+        raise ConfigError(f"--out: expected a .png file name, got {str(args.out)!r}")
     with torch.no_grad():
         save_sample_grid(
             model,
@@ -465,7 +465,7 @@ def parse_only(text: str) -> tuple[str, int]:
     """`--only RUN:SEED`."""
     run_name, _, seed = text.rpartition(":")
     if not run_name or not seed.isdigit():
-        raise ConfigError(f"--only: expected RUN:SEED, such as cvae:0, got '{text}'")
+        raise ConfigError(f"--only: expected RUN:SEED, such as cvae:0, got {text!r}")
     return run_name, int(seed)
 
 
@@ -591,7 +591,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     if args.out.suffix.lower() not in (".html", ".htm"):
-        raise ConfigError(f"--out: expected an .html file name, got '{args.out}'")
+        raise ConfigError(f"--out: expected an .html file name, got {str(args.out)!r}")
     build_report(list(args.run_dirs), args.out, title=args.title)
     print(f"wrote {args.out}")
     return 0

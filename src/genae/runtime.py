@@ -111,7 +111,7 @@ def _positive_int(text: str, where: str, expected: str) -> int:
     except ValueError:
         value = 0
     if value < 1:
-        raise ConfigError(f"{where}: expected {expected}, got '{text}'")
+        raise ConfigError(f"{where}: expected {expected}, got {text!r}")
     return value
 
 

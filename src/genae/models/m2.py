@@ -99,7 +99,11 @@ class M2Config:
     # categories for carrying information about x at all, which is why, with few or no labels,
     # y tends to say little and z everything. Below 1 the training loss charges less of I(x; y)
     # (each row's KL(q(y|x) || batch mean of q(y|x))); balanced categories are still asked for.
-    y_information_weight: float = 1.0
+    # Chosen on validation (scripts/m2_recipe_sweep.py --only defaults,info0; Fashion-MNIST,
+    # 8,000 training examples, 100 labels, 30 epochs, seeds 0-3): accuracy 0.715 +- 0.009 with
+    # 1 (the ELBO) against 0.725 +- 0.003 with 0, ahead on every seed; gain over the baseline
+    # +2.0 -> +3.1 points. On all 55,000 images, seed 3: 0.680 -> 0.711.
+    y_information_weight: float = default_changed(0.0, before=1.0)
     """Weight of I(x; y) in the unlabelled bound's KL of q(y|x) (1: the ELBO; training only)."""
     baseline: bool = True
     """Also train the same classifier on the labels alone, as a yardstick."""
@@ -115,10 +119,12 @@ class M2Config:
         require_mlp_fields(self.activation, classifier_hidden=self.classifier_hidden)
         require(self.alpha >= 0, "alpha", "a weight >= 0", self.alpha)
         require(self.warmup_epochs >= 0, "warmup_epochs", "an integer >= 0", self.warmup_epochs)
+        # below 0 the bound rewards I(x; y), as mutual-information clustering does (IMSAT,
+        # Hu et al. 2017); the term is at most log K, so the loss stays bounded
         require(
-            self.y_information_weight >= 0,
+            math.isfinite(self.y_information_weight),
             "y_information_weight",
-            "a weight >= 0",
+            "a finite weight",
             self.y_information_weight,
         )
         for name in ("labelled_examples", "unlabelled_examples"):
@@ -457,6 +463,9 @@ class M1M2Config(M2Config):
     """M1 units whose posterior mean varies less (std over the training data) are dropped."""
     m1_units: tuple[int, ...] = derived(())
     """The M1 units M2 sees: set by the run once M1 is ready (empty: all of them)."""
+    # M2's default of 0 was chosen on M2 over pixels; on M1's codes it is measured separately.
+    y_information_weight: float = 1.0
+    """Weight of I(x; y) in the unlabelled bound's KL of q(y|x) (1: the ELBO; training only)."""
 
     def validate(self) -> None:
         super().validate()

@@ -122,9 +122,9 @@ def check_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ConfigError(f"device: expected 'cpu' or 'cuda[:N]', got '{name}'") from None
+        raise ConfigError(f"device: expected 'cpu' or 'cuda[:N]', got {name!r}") from None
     if device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"device: expected 'cpu' or 'cuda[:N]', got '{name}'")
+        raise ConfigError(f"device: expected 'cpu' or 'cuda[:N]', got {name!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device: '{name}' asked for, but no CUDA device is available")
     return device
