@@ -45,8 +45,8 @@ CANDIDATES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "alpha3": ({"alpha": 3.0}, {}),
     "alpha30": ({"alpha": 30.0}, {}),
     "alpha100": ({"alpha": 100.0}, {}),
-    # below 1, U(x) charges less for I(x; y) (see M2Config); aimed at --labels 0
     "info1": ({"y_information_weight": 1.0}, {}),  # the ELBO (M2's default until 2026-12-06)
+    # below 1, U(x) charges less for I(x; y) (see M2Config); 0 is M2's default
     "info0": ({"y_information_weight": 0.0}, {}),
     "info0.3": ({"y_information_weight": 0.3}, {}),
     # below 0: U(x) rewards I(x; y) (mutual-information clustering, as in IMSAT)
