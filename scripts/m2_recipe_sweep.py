@@ -52,6 +52,11 @@ CANDIDATES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # below 0: U(x) rewards I(x; y) (mutual-information clustering, as in IMSAT)
     "info-0.5": ({"y_information_weight": -0.5}, {}),
     "info-1": ({"y_information_weight": -1.0}, {}),
+    "info-2": ({"y_information_weight": -2.0}, {}),
+    "info-3": ({"y_information_weight": -3.0}, {}),
+    "alpha1-info-1": ({"alpha": 1.0, "y_information_weight": -1.0}, {}),
+    "alpha3-info-1": ({"alpha": 3.0, "y_information_weight": -1.0}, {}),
+    "alpha10-info-1": ({"alpha": 10.0, "y_information_weight": -1.0}, {}),
     "latent4-info0": ({"latent_dim": 4, "y_information_weight": 0.0}, {}),
     "latent10-info0": ({"latent_dim": 10, "y_information_weight": 0.0}, {}),
 }
