@@ -59,6 +59,9 @@ CANDIDATES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "alpha10-info-1": ({"alpha": 10.0, "y_information_weight": -1.0}, {}),
     "latent4-info0": ({"latent_dim": 4, "y_information_weight": 0.0}, {}),
     "latent10-info0": ({"latent_dim": 10, "y_information_weight": 0.0}, {}),
+    # M1+M2 (--model m1m2): M1 trained for more epochs; on small sets its 10 default epochs
+    # are few steps (360 on 3,600 images)
+    "m1-epochs-100": ({"m1_epochs": 100}, {}),
 }
 
 BASE_TRAIN: dict[str, Any] = {
