@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     if table.ndim != 2 or table.shape[1] != 785 or table.min() < 0 or table.max() > 255:
         print(f"{args.csv}: expected rows of 784 pixels in 0..255 and a label", file=sys.stderr)
         return 2
+    table = table.astype(np.uint8)  # checked to lie in 0..255; IDX stores unsigned bytes
     images, labels = table[:, :784].reshape(-1, 28, 28), table[:, 784]
     counts = np.bincount(labels, minlength=10)
     if len(counts) != 10 or counts.min() <= args.test_per_class:
@@ -60,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     train, test = rng.permutation(train), rng.permutation(test)
     args.out.mkdir(parents=True, exist_ok=True)
     for prefix, rows in (("train", train), ("t10k", test)):
-        write_idx(args.out / f"{prefix}-images-idx3-ubyte.gz", images[rows].astype(np.uint8))
-        write_idx(args.out / f"{prefix}-labels-idx1-ubyte.gz", labels[rows].astype(np.uint8))
+        write_idx(args.out / f"{prefix}-images-idx3-ubyte.gz", images[rows])
+        write_idx(args.out / f"{prefix}-labels-idx1-ubyte.gz", labels[rows])
     print(f"{args.out}: {len(train)} training and {len(test)} test images")
     return 0
 

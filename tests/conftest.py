@@ -4,16 +4,24 @@
 dataset directories (the same isolation tests/test_datasets.py applies to all of its tests with
 its own autouse fixture). It is not autouse here: request it, or wrap it in an autouse fixture
 of the module.
+
+`repo_script` imports a script of the repository (benchmarks/, scripts/) as a module, so its
+functions can be tested without a subprocess.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import urllib.error
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from genae.data import download, sources
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class OfflineFetch:
@@ -36,3 +44,17 @@ def offline_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> OfflineFetc
     offline = OfflineFetch()
     monkeypatch.setattr(download, "fetch", offline)
     return offline
+
+
+@pytest.fixture(scope="session")
+def repo_script() -> Callable[[str], ModuleType]:
+    """Import the script at a path relative to the repository root, e.g. 'scripts/x.py'."""
+
+    def load(relative_path: str) -> ModuleType:
+        path = REPO_ROOT / relative_path
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

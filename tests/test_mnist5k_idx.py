@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -10,15 +9,10 @@ import pytest
 
 from genae.data.sources import load_dataset
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "mnist5k_idx.py"
-
 
 @pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("mnist5k_idx", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def script(repo_script):
+    return repo_script("scripts/mnist5k_idx.py")
 
 
 def write_csv(path: Path, per_class: int) -> np.ndarray:

@@ -3,23 +3,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("pyro")
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ssl_vs_pyro.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("ssl_vs_pyro", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(repo_script):
+    return repo_script("benchmarks/ssl_vs_pyro.py")
 
 
 def test_pyro_sees_the_examples_genae_trains_on(bench):
