@@ -21,7 +21,7 @@ from genae.models.base import Batch, Progress, TrainingSet, linear_warmup
 from genae.models.m2 import M1M2, M2, M1M2Config, active_units
 from genae.models.registry import build_model
 from genae.models.vae import VAE, VAEConfig
-from genae.nn.blocks import mlp, mlp_for_every_class
+from genae.nn.blocks import mlp, mlp_for_class_pairs, mlp_for_every_class
 from genae.training.checkpoint import load_checkpoint
 
 SMALL = {"hidden": [32], "classifier_hidden": [32], "latent_dim": 4}
@@ -66,6 +66,102 @@ def test_every_class_pass_equals_the_network_on_repeated_rows_with_one_hot_class
     every_class = torch.arange(3).repeat_interleave(7)
     naive = net(torch.cat([v.repeat(3, 1), F.one_hot(every_class, 3).float()], 1))
     torch.testing.assert_close(mlp_for_every_class(net, v, 3), naive)
+
+
+def test_class_pairs_pass_equals_the_network_on_each_pairs_row_and_one_hot_class():
+    torch.manual_seed(0)
+    net = mlp(6 + 3, (5, 4), activation="softplus")
+    v = torch.randn(4, 6)
+    rows, classes = torch.tensor([0, 0, 2, 3, 3, 1]), torch.tensor([2, 0, 1, 1, 2, 0])
+    naive = net(torch.cat([v[rows], F.one_hot(classes, 3).float()], 1))
+    torch.testing.assert_close(mlp_for_class_pairs(net, v, rows, classes, 3), naive)
+
+
+def sum_and_sample_setup(monkeypatch, sharpness: float):
+    """A small M2 with deterministic class bounds (z = the posterior mean) and q(y|x) made
+    `sharpness` times more peaked; the parameters that U reaches (not the baseline's)."""
+    monkeypatch.setattr(m2_module, "reparameterize", lambda mean, log_var: mean)
+    torch.manual_seed(0)
+    model = build_model("m2", {**SMALL, **SIZES}, DataSpec(shape=(1, 3, 3), num_classes=5))
+    with torch.no_grad():
+        model.classifier[-1].weight.mul_(sharpness)
+    parameters = [p for name, p in model.named_parameters() if not name.startswith("baseline")]
+    return model, parameters
+
+
+def test_sum_and_sample_is_unbiased_in_value_and_in_every_gradient(monkeypatch):
+    """Averaged over many draws, the estimate of sum_y q(y|x) L(x, y) and its gradient, for
+    the classifier as for the encoder and decoder, are the exact sum's."""
+    model, parameters = sum_and_sample_setup(monkeypatch, sharpness=3.0)
+    v = torch.rand(3, 9)
+    q = F.softmax(model.classifier(v), -1)
+    assert ((q > 0.05) & (q < 0.95)).any(), "the test needs classes in the sampled tail"
+    exact = (q * model.class_bounds(v)).sum(-1)
+    exact_grads = torch.autograd.grad(exact.sum(), parameters)
+
+    draws = 20_000
+    repeated = v.repeat(draws, 1)
+    estimate = model.sum_and_sample(repeated, F.softmax(model.classifier(repeated), -1), 0.4)
+    per_row = estimate.view(draws, 3)
+    standard_error = per_row.std(0) / draws**0.5
+    assert (standard_error > 0).all(), "the tail was never sampled"
+    assert ((per_row.mean(0) - exact).abs() < 5 * standard_error + 1e-4).all()
+    grads = torch.autograd.grad(estimate.sum() / draws, parameters)
+    for exact_grad, grad in zip(exact_grads, grads, strict=True):
+        assert (grad - exact_grad).norm() < 0.02 * exact_grad.norm()
+
+
+def test_sum_and_sample_evaluates_one_class_per_example_once_q_is_confident(monkeypatch):
+    model, _ = sum_and_sample_setup(monkeypatch, sharpness=200.0)
+    evaluated = []
+    original = model.bound_from_encoding
+
+    def counting(hidden, *args):
+        evaluated.append(len(hidden))
+        return original(hidden, *args)
+
+    monkeypatch.setattr(model, "bound_from_encoding", counting)
+    v = torch.rand(50, 9)
+    q = F.softmax(model.classifier(v), -1)
+    assert (q.max(-1).values > 0.999).all()
+    estimate = model.sum_and_sample(v, q, 0.05)
+    assert evaluated[0] < 55  # 50 most probable classes, a tail drawn for few rows if any
+    exact = (q * model.class_bounds(v)).sum(-1)
+    torch.testing.assert_close(estimate, exact, rtol=1e-3, atol=1e-3)
+
+
+def test_sampled_tail_mass_is_a_share_below_one_and_the_bound_subset_a_count():
+    spec = DataSpec(shape=(1, 3, 3), num_classes=4)
+    for bad in (-0.1, 1.0, float("nan")):
+        with pytest.raises(ConfigError, match="sampled_tail_mass"):
+            build_model("m2", {**SMALL, "sampled_tail_mass": bad}, spec)
+    with pytest.raises(ConfigError, match="labelled_bound_examples"):
+        build_model("m2", {**SMALL, "labelled_bound_examples": -1}, spec)
+
+
+def test_labelled_bound_on_a_random_subset_is_unbiased_and_the_ce_sees_every_label(
+    monkeypatch,
+):
+    monkeypatch.setattr(m2_module, "reparameterize", lambda mean, log_var: mean)
+    torch.manual_seed(0)
+    spec = DataSpec(shape=(1, 3, 3), num_classes=4)
+    model = build_model("m2", {**SMALL, **SIZES, "labelled_bound_examples": 3}, spec)
+    x, y = torch.rand(8, 1, 3, 3), torch.arange(8) % 4
+    full_mean = model.labelled_bound(x.flatten(1), y).mean()
+    sizes = []
+    original = model.labelled_bound
+    monkeypatch.setattr(
+        model, "labelled_bound", lambda v, *a, **k: sizes.append(len(v)) or original(v, *a, **k)
+    )
+    with torch.no_grad():
+        draws = [model.loss(Batch(x=x, y=y)) for _ in range(3000)]
+    assert set(sizes) == {3}
+    subset_means = torch.stack([terms["labelled"] for terms in draws])
+    spread = subset_means.std() / len(draws) ** 0.5
+    assert spread > 0 and (subset_means.mean() - full_mean).abs() < 5 * spread
+    torch.testing.assert_close(
+        draws[0]["classification"], F.cross_entropy(model.classifier(x.flatten(1)), y)
+    )
 
 
 def test_generative_accuracy_is_the_argmin_of_the_class_bounds(monkeypatch):
