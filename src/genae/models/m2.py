@@ -20,8 +20,12 @@ bound weighs ~1/550 of the unlabelled one, as in the paper; per-batch means weig
 (the objective before) made the labels some 500 times heavier, and q(y|x) memorised them within
 three epochs, after which the unlabelled data taught it nothing.
 
-The sum over y is exact: every unlabelled example is paired with all K classes in one batched
+In evaluation the sum over y is exact: every example is paired with all K classes in one batched
 pass (B*K rows), not a Python loop. U(x) is an upper bound on -log p(x), reported as neg_elbo.
+In training it is summed exactly over the classes q(y|x) makes likely and estimated beyond them
+from one sampled class (`sum_and_sample`, M2Config.sampled_tail_mass), and the labelled bound
+is averaged over a random part of the labelled minibatch (labelled_bound_examples): unbiased
+estimates of the same objective, with its gradients, at a third of the cost.
 """
 
 from __future__ import annotations
