@@ -101,7 +101,7 @@ def test_sum_and_sample_is_unbiased_in_value_and_in_every_gradient(monkeypatch):
 
     draws = 20_000
     repeated = v.repeat(draws, 1)
-    estimate = model.sum_and_sample(repeated, F.softmax(model.classifier(repeated), -1), 0.4)
+    estimate, _ = model.sum_and_sample(repeated, F.softmax(model.classifier(repeated), -1), 0.4)
     per_row = estimate.view(draws, 3)
     standard_error = per_row.std(0) / draws**0.5
     assert (standard_error > 0).all(), "the tail was never sampled"
@@ -124,10 +124,16 @@ def test_sum_and_sample_evaluates_one_class_per_example_once_q_is_confident(monk
     v = torch.rand(50, 9)
     q = F.softmax(model.classifier(v), -1)
     assert (q.max(-1).values > 0.999).all()
-    estimate = model.sum_and_sample(v, q, 0.05)
-    assert evaluated[0] < 55  # 50 most probable classes, a tail drawn for few rows if any
+    estimate, pairs = model.sum_and_sample(v, q, 0.05)
+    assert evaluated[0] == pairs < 55  # 50 most probable classes, a tail drawn for few if any
     exact = (q * model.class_bounds(v)).sum(-1)
     torch.testing.assert_close(estimate, exact, rtol=1e-3, atol=1e-3)
+    # a training step reports what it cost: about one class per example, K when exact
+    unlabelled = Batch(x=v.view(50, 1, 3, 3))
+    model.config.sampled_tail_mass = 0.05
+    assert model.loss(unlabelled)["class_passes"] == pairs / 50
+    model.config.sampled_tail_mass = 0.0
+    assert model.loss(unlabelled)["class_passes"] == 5
 
 
 def test_sampled_tail_mass_is_a_share_below_one_and_the_bound_subset_a_count():
@@ -204,6 +210,7 @@ def test_loss_is_one_steps_estimate_of_j_alpha_over_n(monkeypatch):
     torch.manual_seed(0)
     spec = DataSpec(shape=(1, 2, 2), num_classes=3)
     config = {**SMALL, **SIZES, "alpha": 0.3, "warmup_epochs": 2, "y_information_weight": 1.0}
+    config["sampled_tail_mass"] = 0.0  # the exact sum (the sampled one: its unbiasedness test)
     model = build_model("m2", config, spec)
     model.at_step(Progress(epoch=2, step=1, steps=4))  # warm-up (1 + 1/4) / 2
     beta = 0.625
@@ -222,10 +229,12 @@ def test_loss_is_one_steps_estimate_of_j_alpha_over_n(monkeypatch):
     torch.testing.assert_close(terms["unlabelled"], u.mean(), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(terms["labelled"], lab.mean(), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(terms["classification"], ce.mean(), rtol=1e-5, atol=1e-5)
-    assert set(terms) == {"unlabelled", "labelled", "classification", "loss"}  # step 1: no diag
+    unlabelled_terms = {"unlabelled", "class_passes"}
+    assert set(terms) == {*unlabelled_terms, "labelled", "classification", "loss"}  # no diag
+    assert terms["class_passes"] == 3  # exact: every class
 
     # no labelled minibatch in this step: U alone; fully supervised: L and the classifier
-    assert set(model.loss(Batch(x)).keys()) == {"unlabelled", "loss"}
+    assert set(model.loss(Batch(x)).keys()) == {*unlabelled_terms, "loss"}
     torch.testing.assert_close(model.loss(Batch(x))["loss"], 0.8 * u.mean(), rtol=1e-5, atol=1e-5)
     assert set(model.loss(Batch(x, torch.tensor([0, 1, 2, 0]))).keys()) == {
         "labelled",

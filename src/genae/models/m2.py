@@ -318,8 +318,9 @@ class SemiSupervisedVAE(GenerativeModel, LatentCodes):
 
     def sum_and_sample(
         self, v: torch.Tensor, q_y: torch.Tensor, tail_mass: float, kl_weight: float = 1.0
-    ) -> torch.Tensor:
-        """An unbiased estimate of sum_y q(y|v) L(v, y) per row (M2Config.sampled_tail_mass).
+    ) -> tuple[torch.Tensor, int]:
+        """An unbiased estimate of sum_y q(y|v) L(v, y) per row (M2Config.sampled_tail_mass),
+        and the number of (row, class) pairs it evaluated.
 
         The most probable classes S, until those left (T) hold r < tail_mass, are summed
         exactly. The tail's sum_T q L is written c r + sum_T q (L - c), c (held fixed) the
@@ -362,49 +363,58 @@ class SemiSupervisedVAE(GenerativeModel, LatentCodes):
             importance = tail_mass / q_drawn.detach()
             spread = bounds[n_summed:] - centre[sampled_rows]
             expected = expected + per_row(importance * q_drawn * spread, sampled_rows)
-        return expected
+        return expected, len(rows)
 
     def unlabelled_bound(
-        self,
-        v: torch.Tensor,
-        bounds: torch.Tensor | None = None,
-        kl_weight: float = 1.0,
-        tail_mass: float = 0.0,
+        self, v: torch.Tensor, bounds: torch.Tensor | None = None, kl_weight: float = 1.0
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """U(v) per row, exact over the K classes (or with tail_mass > 0, `sum_and_sample`'s
-        estimate of it); also the classifier logits. `bounds`: the class bounds of `v` when the
-        caller already has them. kl_weight: the warm-up's weight on the KL of z and on the
-        entropy of q(y|v) (training only)."""
+        """U(v) per row, exact over the K classes; also the classifier logits. `bounds`: the
+        class bounds of `v` when the caller already has them. kl_weight: the warm-up's weight
+        on the KL of z and on the entropy of q(y|v) (training only)."""
         logits = self.classifier(v)
+        if bounds is None:
+            bounds = self.class_bounds(v, kl_weight)
         q_y = F.softmax(logits, dim=-1)
-        if bounds is None and tail_mass > 0:
-            expected = self.sum_and_sample(v, q_y, tail_mass, kl_weight)
+        return (q_y * bounds).sum(-1) - kl_weight * entropy_of_logits(logits), logits
+
+    def training_unlabelled_bound(
+        self, v: torch.Tensor, kl_weight: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """U(v) per row as a training step estimates it (exact when sampled_tail_mass is 0,
+        else by `sum_and_sample`), the classifier logits, and the class passes it took per row
+        (K when exact): what the step cost, reported as a training term."""
+        tail_mass = self.config.sampled_tail_mass
+        if tail_mass == 0:
+            bound, logits = self.unlabelled_bound(v, kl_weight=kl_weight)
+            passes = float(self.spec.num_classes)
         else:
-            if bounds is None:
-                bounds = self.class_bounds(v, kl_weight)
-            expected = (q_y * bounds).sum(-1)
-        return expected - kl_weight * entropy_of_logits(logits), logits
+            logits = self.classifier(v)
+            q_y = F.softmax(logits, dim=-1)
+            expected, pairs = self.sum_and_sample(v, q_y, tail_mass, kl_weight)
+            bound = expected - kl_weight * entropy_of_logits(logits)
+            passes = pairs / len(v)
+        return bound, logits, torch.tensor(passes, device=v.device)
 
     def loss(self, batch: Batch) -> LossTerms:
         """One step's unbiased estimate of J^alpha / N (module docstring). Reported terms:
-        unlabelled (mean U), labelled (mean L) and classification (mean CE), each on the steps
-        that have its minibatch, and on diagnostic steps the classifier's gradient norms."""
+        unlabelled (mean U) with class_passes (the classes evaluated per unlabelled example),
+        labelled (mean L) and classification (mean CE), each on the steps that have its
+        minibatch, and on diagnostic steps the classifier's gradient norms."""
         n_labelled, n_unlabelled = self.data_sizes()
         n = n_labelled + n_unlabelled
         warmup = linear_warmup(self.progress, self.config.warmup_epochs)
         terms: dict[str, torch.Tensor] = {}
         shares: dict[str, torch.Tensor] = {}  # each term as one step's share of J^alpha / N
         if batch.y is None:  # the unlabelled stream of semi-supervised training
-            unlabelled, logits = self.unlabelled_bound(
-                self.features(batch.x),
-                kl_weight=warmup,
-                tail_mass=self.config.sampled_tail_mass,
+            unlabelled, logits, passes = self.training_unlabelled_bound(
+                self.features(batch.x), warmup
             )
             if self.config.y_information_weight != 1:
                 # -H(q(y|x)) = KL(q(y|x) || q(y)) + sum_y q(y|x) log q(y): reweigh the first part
                 excess = self.config.y_information_weight - 1
                 unlabelled = unlabelled + warmup * excess * kl_from_batch_marginal(logits)
             terms["unlabelled"] = unlabelled.mean()
+            terms["class_passes"] = passes
             shares["unlabelled"] = n_unlabelled / n * terms["unlabelled"]
         labelled = batch.labelled_part()
         if labelled is not None:
