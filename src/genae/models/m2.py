@@ -337,7 +337,8 @@ class SemiSupervisedVAE(GenerativeModel, LatentCodes):
         # a class is summed while the more probable ones hold less than 1 - tail_mass
         summed_in_order = sorted_q.cumsum(-1) - sorted_q < 1 - tail_mass
         summed = torch.zeros_like(summed_in_order).scatter(1, order, summed_in_order)
-        tail = q.masked_fill(summed, 0.0)
+        tail_q = q_y.masked_fill(summed, 0.0)  # differentiable: its mass enters the estimate
+        tail = tail_q.detach()
         sampled_rows = (torch.rand(len(v), device=v.device) * tail_mass < tail.sum(-1)).nonzero()
         sampled_rows = sampled_rows.squeeze(1)
         drawn = torch.multinomial(tail[sampled_rows], 1).squeeze(1) if len(sampled_rows) else None
@@ -357,7 +358,7 @@ class SemiSupervisedVAE(GenerativeModel, LatentCodes):
         summed_bounds, summed_q = bounds[:n_summed], q_y[summed_rows, summed_classes]
         expected = per_row(summed_q * summed_bounds, summed_rows)
         centre = (expected / per_row(summed_q, summed_rows)).detach()
-        expected = expected + centre * q_y.masked_fill(summed, 0.0).sum(-1)
+        expected = expected + centre * tail_q.sum(-1)
         if drawn is not None:
             q_drawn = q_y[sampled_rows, drawn]
             importance = tail_mass / q_drawn.detach()
@@ -419,12 +420,12 @@ class SemiSupervisedVAE(GenerativeModel, LatentCodes):
         labelled = batch.labelled_part()
         if labelled is not None:
             v, y = self.features(labelled[0]), labelled[1]
+            bound_v, bound_y = v, y
             subset = self.config.labelled_bound_examples
             if 0 < subset < len(v):
                 pick = torch.randperm(len(v), device=v.device)[:subset]
-                terms["labelled"] = self.labelled_bound(v[pick], y[pick], warmup).mean()
-            else:
-                terms["labelled"] = self.labelled_bound(v, y, kl_weight=warmup).mean()
+                bound_v, bound_y = v[pick], y[pick]
+            terms["labelled"] = self.labelled_bound(bound_v, bound_y, kl_weight=warmup).mean()
             terms["classification"] = F.cross_entropy(self.classifier(v), y)
             # what this minibatch stands for: 1 when one rides along every step, more when
             # fewer steps carry one (the spread schedule), so the expectation stays the same
