@@ -38,8 +38,11 @@ failed, the Pyro worker trains that classifier itself on the labels alone, one l
 (`baseline_source: "pyro-worker"`).
 
 Speed: training samples/s, the mean over epochs 2.. (epoch 1 alone when there is one; the first
-epoch carries the warm-up), evaluation excluded. genae: its `train_samples_per_s` (training
-examples per second; the labelled minibatch that rides along in every step is not counted).
+epoch carries the warm-up), evaluation excluded. genae: its `train_objective_samples_per_s`
+(training examples per second of M2's own phase; the labelled minibatch that rides along in every
+step is not counted, and the supervised baseline's phase, a yardstick that Pyro's timed loop does
+not train, is left out; the whole step's speed, baseline included, is `train_samples_per_s`,
+reported as `with_baseline_samples_per_s`).
 Pyro: every example an SVI step consumed (unlabelled and labelled) per second of its training
 loop. Each contender runs in its own subprocess per seed (so a crash of one leaves the other's
 numbers, and process-wide settings do not leak): genae flushes denormal floats at import, and as
@@ -170,7 +173,10 @@ def run_genae(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     splits = load_splits(args.dataset, args.data_dir)
     run = fit(model, model_config=model_config, train_config=train_config, data=splits)
     last = run.history[-1]
-    speeds = [h["train_samples_per_s"] for h in run.history]
+    # M2's own training, its supervised baseline's phase left out (a yardstick that Pyro's timed
+    # loop does not train); the whole step's speed is kept beside it
+    speeds = [h.get("train_objective_samples_per_s", h["train_samples_per_s"]) for h in run.history]
+    step_speeds = [h["train_samples_per_s"] for h in run.history]
     config = run.model.config
     return {
         "accuracy": last["test_accuracy"],  # the run's one read of the test split
@@ -178,6 +184,7 @@ def run_genae(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         "val_accuracy": last["val_accuracy"],
         "samples_per_s": mean_after_warmup(speeds),
         "epoch_samples_per_s": speeds,
+        "with_baseline_samples_per_s": mean_after_warmup(step_speeds),
         "epoch_val_accuracy": [h["val_accuracy"] for h in run.history],
         "classifier_hidden": list(config.classifier_hidden),
         "activation": config.activation,
@@ -568,13 +575,27 @@ def main(argv: list[str] | None = None) -> int:
         summary[n]["mean"]["samples_per_s"] if n in summary else None for n in ("genae", "pyro")
     )
     ratio = genae_speed / pyro_speed if genae_speed and pyro_speed else None
+    with_baseline = [
+        run["with_baseline_samples_per_s"]
+        for run in runs.get("genae", [])
+        if run.get("with_baseline_samples_per_s") is not None
+    ]
+    ratio_with_baseline = (
+        statistics.mean(with_baseline) / pyro_speed if with_baseline and pyro_speed else None
+    )
     if ratio is not None:
         print(f"\ngenae / pyro training samples/s: {ratio:.2f}x")
+    if ratio_with_baseline is not None:
+        print(
+            f"  (genae's step with its supervised baseline trained alongside: "
+            f"{ratio_with_baseline:.2f}x)"
+        )
     failed = [name for name, entry in summary.items() if entry["failed_seeds"]]
     if args.json is not None:
         report = {
             **summary,
             "speed_ratio_genae_over_pyro": ratio,
+            "speed_ratio_with_genae_baseline": ratio_with_baseline,
             "settings": {
                 "dataset": args.dataset,
                 "labels": args.labels,

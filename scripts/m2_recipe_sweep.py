@@ -73,6 +73,10 @@ CANDIDATES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"hidden": [500], "sampled_tail_mass": 0.05, "labelled_bound_examples": 10},
         {},
     ),
+    # fewer steps' fixed costs per example (the labelled minibatch's CE and baseline, Adam):
+    # Pyro's batch of 200, with and without the lr scaled along; or half the labels per step
+    "batch200-lr2e-3": ({}, {"batch_size": 200, "lr": 2e-3}),
+    "lbatch50": ({}, {"labelled_batch_size": 50}),
 }
 
 BASE_TRAIN: dict[str, Any] = {

@@ -4,6 +4,7 @@ labels, bad input."""
 
 import json
 import math
+import time
 
 import pytest
 import torch
@@ -595,10 +596,11 @@ def test_spread_and_warmup_resume_mid_epoch_exactly_and_report_gradient_shares(
 
     for key, value in full.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[key], value), key
-    timing = "train_samples_per_s"
-    assert [{k: v for k, v in r.items() if k != timing} for r in resumed.history] == [
-        {k: v for k, v in r.items() if k != timing} for r in full.history
-    ]
+
+    def untimed(history):
+        return [{k: v for k, v in r.items() if not k.endswith("samples_per_s")} for r in history]
+
+    assert untimed(resumed.history) == untimed(full.history)
     rows = [
         json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
     ]
@@ -608,3 +610,36 @@ def test_spread_and_warmup_resume_mid_epoch_exactly_and_report_gradient_shares(
         assert row["train_classification"] > 0 and row["train_labelled"] > 0
     config_json = json.loads((tmp_path / "a" / "config.json").read_text())["model_config"]
     assert (config_json["labelled_examples"], config_json["unlabelled_examples"]) == (50, 350)
+
+
+def test_speed_without_the_baselines_time_leaves_out_exactly_that_phase(digits, monkeypatch):
+    """train_objective_samples_per_s times M2's own phase, as a peer that trains no yardstick
+    is timed. With 200 ms added to each phase of every step (several times the tiny model's
+    own compute), the whole step's time holds both and M2's own time only M2's: one-sided
+    checks, so a loaded machine cannot break them."""
+    train = {
+        "epochs": 1,
+        "batch_size": 50,
+        "max_train_examples": 200,  # 150 after the 50 labels: 3 steps
+        "labels": 50,
+        "progress": False,
+        "snapshot_epochs": [],
+    }
+    added = 0.2
+
+    def slowed(method):
+        def slow(self, batch):
+            time.sleep(added)
+            return method(self, batch)
+
+        return slow
+
+    monkeypatch.setattr(M2, "loss", slowed(M2.loss))
+    monkeypatch.setattr(M2, "baseline_loss", slowed(M2.baseline_loss))
+    [row] = fit("m2", model_config=SMALL, train_config=train, data=digits).history
+    whole_seconds = 150 / row["train_samples_per_s"]
+    own_seconds = 150 / row["train_objective_samples_per_s"]
+    assert own_seconds >= 3 * added  # M2's phase is counted
+    assert whole_seconds - own_seconds >= 3 * added  # the baseline's is not
+    without = fit("m2", model_config={**SMALL, "baseline": False}, train_config=train, data=digits)
+    assert "train_objective_samples_per_s" not in without.history[0]  # no yardstick to leave out

@@ -86,6 +86,9 @@ class Phase:
     parameters: list[nn.Parameter]
     lr: float | None = None  # None: the run's learning rate
     betas: tuple[float, float] = (0.9, 0.999)
+    # A network trained beside the model to measure it (M2's supervised baseline), not part of
+    # its objective: the trainer reports the model's speed with and without its time.
+    yardstick: bool = False
 
 
 class GenerativeModel(nn.Module):

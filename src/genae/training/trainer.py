@@ -382,6 +382,7 @@ class Trainer:
             file=sys.stderr,
         )
         started, first_step = time.perf_counter(), self.step_in_epoch
+        yardstick_seconds = 0.0  # in phases that measure the model rather than train it
         device_type = self.train_data.device.type
         schedule = LR_SCHEDULES[cfg.lr_schedule]
         steps = len(index_batches)
@@ -395,6 +396,7 @@ class Trainer:
                 index, cfg.seed, self.epoch, self.step_in_epoch, steps
             )
             for phase in self.phases:
+                phase_started = time.perf_counter()
                 with torch.autocast(
                     device_type, self.autocast_dtype, enabled=self.autocast_dtype is not None
                 ):
@@ -405,6 +407,8 @@ class Trainer:
                 scaler.step(self.optimizers[phase.name])
                 scaler.update()
                 self.meter.add(phase.name, terms, self.global_step)
+                if phase.yardstick:
+                    yardstick_seconds += time.perf_counter() - phase_started
             self.meter.step_done()
             self.global_step += 1
             self.step_in_epoch += 1
@@ -429,6 +433,13 @@ class Trainer:
         elapsed = time.perf_counter() - started
         examples = sum(len(i) for i in index_batches[first_step:])  # over all ranks
         self._epoch_speed = examples / elapsed if elapsed > 0 else math.nan
+        # Without the yardsticks' time: the model's own training, as a peer that trains no
+        # yardstick is timed. On CPU only, where a phase's wall time is its compute; an
+        # accelerator runs it asynchronously.
+        self._epoch_objective_speed = None
+        if device_type == "cpu" and any(p.yardstick for p in self.phases):
+            own = elapsed - yardstick_seconds
+            self._epoch_objective_speed = examples / own if own > 0 else math.nan
 
     def _set_lr_factor(self, factor: float) -> None:
         for optimizer in self.optimizers.values():
@@ -452,6 +463,8 @@ class Trainer:
         train_means = self.meter.means(self.world)
         record.update({f"train_{k}": v for k, v in train_means.items()})
         record["train_samples_per_s"] = round(self._epoch_speed, 1)
+        if self._epoch_objective_speed is not None:
+            record["train_objective_samples_per_s"] = round(self._epoch_objective_speed, 1)
         self.history.append(record)
         if self.run_dir is not None and self.world.is_main:
             at_snapshot = self.epoch in cfg.snapshot_epochs or self.epoch == cfg.epochs
