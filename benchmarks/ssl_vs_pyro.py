@@ -59,7 +59,8 @@ scripts/m2_recipe_sweep.py, and Pyro's settings are its tutorial's.
 Output: a per-seed table (test accuracy, supervised baseline, gain, training samples/s) for both
 contenders, then mean +- sd; with --json, {"genae": {...}, "pyro": {...}, "settings": {...}},
 each contender with per-seed lists (`per_seed`), `mean` and `sd` of accuracy,
-supervised_baseline_accuracy and samples_per_s. The exit status is 1 when a contender crashed
+supervised_baseline_accuracy, samples_per_s and with_baseline_samples_per_s (genae's whole step;
+None for Pyro). The exit status is 1 when a contender crashed
 on any seed (the other's results are still printed and written).
 """
 
@@ -80,6 +81,8 @@ GENAE_EXPERIMENT = "m2-vs-m1m2"  # genae's recipe: this experiment's run named G
 GENAE_RUN = "m2"
 RESULT_PREFIX = "RESULT "  # a worker's last line on stdout: RESULT {json}
 METRICS = ("accuracy", "supervised_baseline_accuracy", "samples_per_s")
+# summarised per contender beside METRICS (None where a contender has no such figure)
+SUMMARISED = (*METRICS, "with_baseline_samples_per_s")
 
 # Pyro's SS-VAE tutorial settings.
 PYRO_HIDDEN = (500,)
@@ -492,7 +495,7 @@ def reuses_baseline(genae_result: dict[str, Any]) -> bool:
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    per_seed = {m: [r.get(m) for r in runs] for m in METRICS}
+    per_seed = {m: [r.get(m) for r in runs] for m in SUMMARISED}
     mean, sd = {}, {}
     for metric, values in per_seed.items():
         finished = [v for v in values if v is not None]
@@ -575,14 +578,10 @@ def main(argv: list[str] | None = None) -> int:
         summary[n]["mean"]["samples_per_s"] if n in summary else None for n in ("genae", "pyro")
     )
     ratio = genae_speed / pyro_speed if genae_speed and pyro_speed else None
-    with_baseline = [
-        run["with_baseline_samples_per_s"]
-        for run in runs.get("genae", [])
-        if run.get("with_baseline_samples_per_s") is not None
-    ]
-    ratio_with_baseline = (
-        statistics.mean(with_baseline) / pyro_speed if with_baseline and pyro_speed else None
+    with_baseline = (
+        summary["genae"]["mean"]["with_baseline_samples_per_s"] if "genae" in summary else None
     )
+    ratio_with_baseline = with_baseline / pyro_speed if with_baseline and pyro_speed else None
     if ratio is not None:
         print(f"\ngenae / pyro training samples/s: {ratio:.2f}x")
     if ratio_with_baseline is not None:

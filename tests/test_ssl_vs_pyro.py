@@ -67,6 +67,17 @@ def test_benchmark_runs_both_contenders_on_digits(bench, tmp_path, capsys):
                 assert all(v > 0 for v in values)
             else:
                 assert all(0.0 <= v <= 1.0 for v in values)
+    # genae's whole step (its baseline's phase included) is slower than M2's own phase, and its
+    # ratio to Pyro is taken from the same summary as the headline one
+    genae, pyro = report["genae"], report["pyro"]
+    whole = genae["per_seed"]["with_baseline_samples_per_s"]
+    assert all(0 < w <= own for w, own in zip(whole, genae["per_seed"]["samples_per_s"]))
+    assert pyro["per_seed"]["with_baseline_samples_per_s"] == [None, None]
+    pyro_speed = pyro["mean"]["samples_per_s"]
+    assert report["speed_ratio_with_genae_baseline"] == pytest.approx(
+        genae["mean"]["with_baseline_samples_per_s"] / pyro_speed
+    )
+    assert report["speed_ratio_with_genae_baseline"] <= report["speed_ratio_genae_over_pyro"]
     # genae's baseline is the same network on the same data: computed once, used for both
     baselines = [report[n]["per_seed"]["supervised_baseline_accuracy"] for n in ("genae", "pyro")]
     assert baselines[0] == baselines[1]
