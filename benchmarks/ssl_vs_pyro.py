@@ -1,7 +1,8 @@
 """Semi-supervised classification: genae's M2 against Pyro's SS-VAE (M2), on the same data.
 
     python benchmarks/ssl_vs_pyro.py --dataset fashion-mnist --labels 100 --seeds 0,1,2,3 \
-        [--epochs N] [--data-dir DIR] [--max-train-examples N] [--json OUT]
+        [--epochs N] [--data-dir DIR] [--max-train-examples N] [--json OUT] \
+        [--genae-compile] [--pyro-jit]
 
 Needs the benchmark extra: `pip install -e '.[bench]'` (pyro-ppl).
 
@@ -165,6 +166,7 @@ def genae_recipe(args: argparse.Namespace, seed: int) -> tuple[str, dict, dict]:
         data_dir=args.data_dir,
         progress=False,
         snapshot_epochs=[],
+        compile=args.genae_compile,
     )
     return run.model, dict(run.model_config), train
 
@@ -298,7 +300,14 @@ def classifier_accuracy(classifier, test) -> float:
 def run_pyro(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     import pyro
     import torch.nn.functional as F
-    from pyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO, config_enumerate
+    from pyro.infer import (
+        SVI,
+        JitTrace_ELBO,
+        JitTraceEnum_ELBO,
+        Trace_ELBO,
+        TraceEnum_ELBO,
+        config_enumerate,
+    )
     from pyro.optim import Adam
 
     splits = load_splits(args.dataset, args.data_dir)
@@ -315,9 +324,12 @@ def run_pyro(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     ssvae = pyro_ssvae(x_dim, k)
     optim = Adam({"lr": PYRO_LR, "betas": PYRO_BETAS})  # one optimiser state for both losses
     guide = config_enumerate(ssvae.guide, "parallel", expand=False)
-    unlabelled_elbo = SVI(ssvae.model, guide, optim, loss=TraceEnum_ELBO(max_plate_nesting=1))
-    labelled_elbo = SVI(ssvae.model, ssvae.guide, optim, loss=Trace_ELBO())  # y observed
-    aux = SVI(ssvae.classification_model, ssvae.classification_guide, optim, loss=Trace_ELBO())
+    enum_elbo, elbo = (
+        (JitTraceEnum_ELBO, JitTrace_ELBO) if args.pyro_jit else (TraceEnum_ELBO, Trace_ELBO)
+    )
+    unlabelled_elbo = SVI(ssvae.model, guide, optim, loss=enum_elbo(max_plate_nesting=1))
+    labelled_elbo = SVI(ssvae.model, ssvae.guide, optim, loss=elbo())  # y observed
+    aux = SVI(ssvae.classification_model, ssvae.classification_guide, optim, loss=elbo())
 
     speeds, accuracies, steps = [], [], 0
     for epoch in range(1, args.epochs + 1):
@@ -413,6 +425,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="dynamic binarisation of the training images (default: the genae recipe's)",
     )
     parser.add_argument(
+        "--genae-compile",
+        action="store_true",
+        help="genae trains through torch.compile (`genae train --compile`; default: eager)",
+    )
+    parser.add_argument(
+        "--pyro-jit",
+        action="store_true",
+        help="Pyro's losses are its JIT-traced ones (its example's --jit; default: not traced)",
+    )
+    parser.add_argument(
         "--pyro-flush-denormals",
         action="store_true",
         help="let the Pyro worker flush denormal floats, as genae does (default: torch's)",
@@ -465,6 +487,8 @@ def launch(name: str, seed: int, args: argparse.Namespace, extra: list[str]) -> 
         str(args.max_train_examples),
         "--binarize" if args.binarize else "--no-binarize",
         *(["--data-dir", args.data_dir] if args.data_dir else []),
+        *(["--genae-compile"] if args.genae_compile else []),
+        *(["--pyro-jit"] if args.pyro_jit else []),
         *extra,
     ]
     env = dict(os.environ)
@@ -603,6 +627,8 @@ def main(argv: list[str] | None = None) -> int:
                 "binarize": args.binarize,
                 "max_train_examples": args.max_train_examples,
                 "pyro_flush_denormals": args.pyro_flush_denormals,
+                "genae_compile": args.genae_compile,
+                "pyro_jit": args.pyro_jit,
                 "genae_recipe": f"{GENAE_EXPERIMENT}/{GENAE_RUN}",
                 "pyro": {
                     "hidden": list(PYRO_HIDDEN),

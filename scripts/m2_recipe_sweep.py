@@ -36,6 +36,9 @@ CANDIDATES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "lr3e-4": ({}, {"lr": 3e-4}),
     "batch200": ({}, {"batch_size": 200}),
     "constant-lr": ({}, {"lr_schedule": "constant"}),
+    # TrainConfig's own defaults (grey levels, constant lr): what `genae train m2` gave before
+    # M2 declared its training defaults
+    "grey-constant-lr": ({}, {"binarize": False, "lr_schedule": "constant"}),
     "latent10": ({"latent_dim": 10}, {}),
     "latent4": ({"latent_dim": 4}, {}),
     "latent10-alpha1": ({"latent_dim": 10, "alpha": 1.0}, {}),
@@ -62,6 +65,8 @@ CANDIDATES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # M1+M2 (--model m1m2): M1 trained for more epochs; on small sets its 10 default epochs
     # are few steps (360 on 3,600 images)
     "m1-epochs-100": ({"m1_epochs": 100}, {}),
+    # M1 (and M1+M2's baseline) on grey levels: M1+M2's choice in m2-vs-m1m2 since version 10
+    "m1-grey-epochs-100": ({"m1_epochs": 100}, {"binarize": False}),
     # the sum over y sampled beyond q(y|x)'s most probable classes (unbiased; faster steps)
     "tail0.05": ({"sampled_tail_mass": 0.05}, {}),
     "tail0.2": ({"sampled_tail_mass": 0.2}, {}),

@@ -643,3 +643,67 @@ def test_speed_without_the_baselines_time_leaves_out_exactly_that_phase(digits, 
     assert whole_seconds - own_seconds >= 3 * added  # the baseline's is not
     without = fit("m2", model_config={**SMALL, "baseline": False}, train_config=train, data=digits)
     assert "train_objective_samples_per_s" not in without.history[0]  # no yardstick to leave out
+
+
+def test_a_compiled_step_trains_and_leaves_out_only_the_gradient_diagnostics(digits, monkeypatch):
+    """`--compile` on M2: the diagnostic gradient passes (an extra backward through the step's
+    graph) cannot run inside a compiled step, whose backward owns its buffers; they are skipped
+    there, and the step trains as the eager one does. aot_eager runs the same autograd
+    tracing as inductor without its C++ code generation."""
+    compile_for_real = torch.compile
+    monkeypatch.setattr(
+        torch, "compile", lambda fn, **kw: compile_for_real(fn, backend="aot_eager", **kw)
+    )
+    torch._dynamo.reset()
+    train = {
+        "epochs": 2,
+        "batch_size": 50,
+        "max_train_examples": 250,  # 200 unlabelled: 4 steps an epoch, the first a diagnostic
+        "labels": 50,
+        "progress": False,
+        "snapshot_epochs": [],
+    }
+    eager = fit("m2", model_config=SMALL, train_config=train, data=digits)
+    compiled = fit("m2", model_config=SMALL, train_config={**train, "compile": True}, data=digits)
+    torch._dynamo.reset()
+    assert "train_classifier_grad_unlabelled" in eager.history[-1]
+    assert "train_classifier_grad_unlabelled" not in compiled.history[-1]
+    for key, value in eager.model.state_dict().items():
+        torch.testing.assert_close(compiled.model.state_dict()[key], value, rtol=1e-3, atol=1e-4)
+
+
+def test_a_new_run_takes_the_models_training_defaults_under_what_its_caller_set(digits, tmp_path):
+    """M2's recipe (binarised pixels, cosine lr) fills in what a caller leaves unset, so a bare
+    `genae train m2` trains as the README's numbers were measured; a value the caller gives
+    wins, a full TrainConfig is taken as it is, and a resumed run keeps what it saved."""
+    from genae.config import TrainConfig
+
+    train = {"epochs": 1, "max_train_examples": 150, "labels": 50, "progress": False}
+    train["snapshot_epochs"] = []
+
+    def saved(run_dir):
+        return json.loads((run_dir / "config.json").read_text())["train"]
+
+    fit("m2", model_config=SMALL, train_config=train, data=digits, run_dir=tmp_path / "bare")
+    assert (saved(tmp_path / "bare")["binarize"], saved(tmp_path / "bare")["lr_schedule"]) == (
+        True,
+        "cosine",
+    )
+    given = {**train, "binarize": False, "lr_schedule": "constant"}
+    fit("m2", model_config=SMALL, train_config=given, data=digits, run_dir=tmp_path / "given")
+    assert (saved(tmp_path / "given")["binarize"], saved(tmp_path / "given")["lr_schedule"]) == (
+        False,
+        "constant",
+    )
+    full = TrainConfig(epochs=1, max_train_examples=150, labels=50, progress=False)
+    fit("m2", model_config=SMALL, train_config=full, data=digits, run_dir=tmp_path / "full")
+    assert saved(tmp_path / "full")["binarize"] is False
+    assert (M1M2.training_defaults.get("binarize", False), M2.training_defaults["binarize"]) == (
+        False,
+        True,
+    )
+    resumed = fit(
+        "m2", train_config={"epochs": 2}, data=digits, run_dir=tmp_path / "given", resume=True
+    )
+    assert len(resumed.history) == 2
+    assert saved(tmp_path / "given")["binarize"] is False

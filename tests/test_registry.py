@@ -58,6 +58,9 @@ TRAIN = {
     "max_train_examples": 200,  # of digits' 1437: 4 steps an epoch
     "snapshot_epochs": (),
     "progress": False,
+    # "1 epoch resumed to 2 is the 2-epoch run" needs a schedule that does not depend on the
+    # number of epochs (a cosine one, M2's default, anneals to the end of the run it is in).
+    "lr_schedule": "constant",
     # This checks the plumbing, not learning: two tiny epochs of an adversarial game may collapse.
     "stop_on_collapse": False,
 }

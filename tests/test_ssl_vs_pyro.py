@@ -99,3 +99,40 @@ def test_pyro_worker_trains_its_own_baseline_when_asked(bench, capsys):
     assert result["baseline_source"] == "pyro-worker"
     assert 0.0 <= result["supervised_baseline_accuracy"] <= 1.0
     assert 0.0 <= result["accuracy"] <= 1.0 and result["steps"] == 2  # 1 unlabelled + 1 labelled
+
+
+def test_workers_train_compiled_and_jit_traced_when_asked(bench, capsys, monkeypatch):
+    """--genae-compile trains genae through torch.compile (here its tracing without inductor's
+    C++ code generation) and --pyro-jit Pyro through its JIT-traced losses."""
+    import torch
+
+    compiled = []
+    compile_for_real = torch.compile
+
+    def spy(fn, **kw):
+        compiled.append(fn)
+        return compile_for_real(fn, backend="aot_eager", **kw)
+
+    monkeypatch.setattr(torch, "compile", spy)
+    import pyro.infer
+
+    traced = []
+
+    class CountedJitTraceEnumELBO(pyro.infer.JitTraceEnum_ELBO):
+        def __init__(self, *args, **kw):
+            traced.append(self)
+            super().__init__(*args, **kw)
+
+    monkeypatch.setattr(pyro.infer, "JitTraceEnum_ELBO", CountedJitTraceEnumELBO)
+    common = ["--dataset", "digits", "--labels", "20", "--epochs", "1"]
+    common += ["--max-train-examples", "200", "--binarize"]
+    results = {}
+    for name, flag in (("genae", "--genae-compile"), ("pyro", "--pyro-jit")):
+        assert bench.main(["--worker", name, flag, *common]) == 0
+        line = capsys.readouterr().out.strip().splitlines()[-1]
+        results[name] = json.loads(line[len(bench.RESULT_PREFIX) :])
+        assert 0.0 <= results[name]["accuracy"] <= 1.0
+    torch._dynamo.reset()
+    assert len(compiled) == 1  # the genae worker's training step, and nothing of Pyro's
+    assert len(traced) == 1  # Pyro's unlabelled loss
+    assert results["genae"]["recipe"]["train_config"]["compile"] is True

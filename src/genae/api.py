@@ -46,9 +46,11 @@ def fit(
 ) -> Run:
     """Train `model` (a registered name) and return it with its per-epoch metrics.
 
-    model_config, train_config: the options to set; the rest take their defaults. Which options
-    were given is recorded in the run's config.json: a `resume` compares only those with the
-    saved run (every field, when train_config is a full `TrainConfig`).
+    model_config, train_config: the options to set; the rest take their defaults (for training
+    options, the model's `training_defaults` first, e.g. M2's binarised pixels; a full
+    `TrainConfig` is taken as it is). Which options were given is recorded in the run's
+    config.json: a `resume` compares only those with the saved run (every field, when
+    train_config is a full `TrainConfig`).
     data: instead of the config's named dataset, a map-style torch `Dataset` of (image, label)
     pairs or of images, or a `DataLoader` over one (read once into memory; images as tensors of
     floats in [0, 1] or uint8, or PIL images; labels int class indices: see

@@ -153,12 +153,18 @@ def _shown(value: Any) -> str:
     return "none" if value is None else str(value)
 
 
-def _add_config_flags(group: argparse._ArgumentGroup, cls: type, dest_prefix: str) -> None:
+def _add_config_flags(
+    group: argparse._ArgumentGroup,
+    cls: type,
+    dest_prefix: str,
+    own_defaults: Mapping[str, Any] | None = None,
+) -> None:
     """One flag per field of config dataclass `cls` (but a derived one, which the run sets), its
-    help from the field's docstring. Values stay strings (None when not given) and are checked
-    by the config layer."""
+    help from the field's docstring and its default (`own_defaults` over the dataclass's: a
+    model's training defaults). Values stay strings (None when not given) and are checked by
+    the config layer."""
     docs = field_docs(cls)
-    defaults = vars(cls())
+    defaults = {**vars(cls()), **(own_defaults or {})}
     for name, annotation in option_types(cls).items():
         doc = docs.get(name, "").removesuffix(".").replace("%", "%%")  # argparse formats with %
         help_line = f"{doc} (default: {_shown(defaults[name])})"
@@ -232,7 +238,12 @@ def build_parser() -> ArgumentParser:
             "--force", action="store_true", help="overwrite an existing run in --out"
         )
         model.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
-        _add_config_flags(model.add_argument_group("training options"), TrainConfig, "train.")
+        _add_config_flags(
+            model.add_argument_group("training options"),
+            TrainConfig,
+            "train.",
+            cls.training_defaults,
+        )
         _add_config_flags(model.add_argument_group(f"{name} options"), cls.config_class, "model.")
 
     sample = commands.add_parser("sample", help="draw samples from a trained run")

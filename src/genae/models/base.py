@@ -102,6 +102,12 @@ class GenerativeModel(nn.Module):
     # The metrics.jsonl keys a user watches during training, most important first; the epoch
     # line shows as many as fit in 120 characters. Empty: each phase's loss, then val_ metrics.
     console_metrics: ClassVar[tuple[str, ...]] = ()
+    # Training options (TrainConfig fields) whose best value for this model, chosen on
+    # validation, is not TrainConfig's own default. A new run takes them under what its caller
+    # set, so that `genae train MODEL` with no flags trains with the recipe the README reports;
+    # an explicit value (a flag, an experiment's [train], a full TrainConfig) wins, and a
+    # resumed run keeps what it saved.
+    training_defaults: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, config: Any, spec: DataSpec) -> None:
         super().__init__()

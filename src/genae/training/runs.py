@@ -391,7 +391,7 @@ def train_run(
         explicit = merged_explicit(started, explicit)
     else:
         config = from_mapping(cls.config_class, model_config or {}, where=f"{model} config")
-        train = from_mapping(TrainConfig, train_overrides)
+        train = from_mapping(TrainConfig, {**cls.training_defaults, **train_overrides})
     world = world if world is not None else world_from_env(train.device)
     train = replace(train, device=training_device(train.device, world))
     check_device(train.device)
