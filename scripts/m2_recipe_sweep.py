@@ -67,6 +67,8 @@ CANDIDATES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "m1-epochs-100": ({"m1_epochs": 100}, {}),
     # M1 (and M1+M2's baseline) on grey levels: M1+M2's choice in m2-vs-m1m2 since version 10
     "m1-grey-epochs-100": ({"m1_epochs": 100}, {"binarize": False}),
+    # M1+M2 keeps the ELBO's y_information_weight (1); M2's default -1, on M1's codes
+    "m1-epochs-100-info-1": ({"m1_epochs": 100, "y_information_weight": -1.0}, {}),
     # the sum over y sampled beyond q(y|x)'s most probable classes (unbiased; faster steps)
     "tail0.05": ({"sampled_tail_mass": 0.05}, {}),
     "tail0.2": ({"sampled_tail_mass": 0.2}, {}),
