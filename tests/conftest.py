@@ -7,17 +7,22 @@ of the module.
 
 `repo_script` imports a script of the repository (benchmarks/, scripts/) as a module, so its
 functions can be tested without a subprocess.
+
+`compile_without_codegen` makes `torch.compile` trace with the aot_eager backend: the same dynamo
+and autograd tracing as inductor (what `--compile` can break), without its C++ code generation
+(~20 s of CPU a graph).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import urllib.error
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+import torch
 
 from genae.data import download, sources
 
@@ -58,3 +63,20 @@ def repo_script() -> Callable[[str], ModuleType]:
         return module
 
     return load
+
+
+@pytest.fixture
+def compile_without_codegen(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Callable]]:
+    """`torch.compile` with backend aot_eager for the test, dynamo's caches cleared before and
+    after; returns the functions compiled, in order."""
+    compiled: list[Callable] = []
+    compile_for_real = torch.compile
+
+    def compile_traced(fn: Callable, **options) -> Callable:
+        compiled.append(fn)
+        return compile_for_real(fn, backend="aot_eager", **options)
+
+    monkeypatch.setattr(torch, "compile", compile_traced)
+    torch._dynamo.reset()
+    yield compiled
+    torch._dynamo.reset()

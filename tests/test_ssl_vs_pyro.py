@@ -101,19 +101,11 @@ def test_pyro_worker_trains_its_own_baseline_when_asked(bench, capsys):
     assert 0.0 <= result["accuracy"] <= 1.0 and result["steps"] == 2  # 1 unlabelled + 1 labelled
 
 
-def test_workers_train_compiled_and_jit_traced_when_asked(bench, capsys, monkeypatch):
+def test_workers_train_compiled_and_jit_traced_when_asked(
+    bench, capsys, monkeypatch, compile_without_codegen
+):
     """--genae-compile trains genae through torch.compile (here its tracing without inductor's
     C++ code generation) and --pyro-jit Pyro through its JIT-traced losses."""
-    import torch
-
-    compiled = []
-    compile_for_real = torch.compile
-
-    def spy(fn, **kw):
-        compiled.append(fn)
-        return compile_for_real(fn, backend="aot_eager", **kw)
-
-    monkeypatch.setattr(torch, "compile", spy)
     import pyro.infer
 
     traced = []
@@ -132,7 +124,6 @@ def test_workers_train_compiled_and_jit_traced_when_asked(bench, capsys, monkeyp
         line = capsys.readouterr().out.strip().splitlines()[-1]
         results[name] = json.loads(line[len(bench.RESULT_PREFIX) :])
         assert 0.0 <= results[name]["accuracy"] <= 1.0
-    torch._dynamo.reset()
-    assert len(compiled) == 1  # the genae worker's training step, and nothing of Pyro's
+    assert len(compile_without_codegen) == 1  # the genae worker's step, and nothing of Pyro's
     assert len(traced) == 1  # Pyro's unlabelled loss
     assert results["genae"]["recipe"]["train_config"]["compile"] is True
