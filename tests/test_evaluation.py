@@ -198,8 +198,8 @@ def test_relabel_accuracy_catches_a_generator_that_ignores_the_label(cache):
             return torch.cat([first_of_class[int(c)] for c in y])
 
     judge = judge_module.domain_classifier("digits")
-    ignores = judged_relabel_accuracy(EvalContext(IgnoresLabel(), test, "digits"), judge)
-    follows = judged_relabel_accuracy(EvalContext(FollowsLabel(), test, "digits"), judge)
+    (ignores,) = judged_relabel_accuracy(EvalContext(IgnoresLabel(), test, "digits"), judge)
+    (follows,) = judged_relabel_accuracy(EvalContext(FollowsLabel(), test, "digits"), judge)
     predicted = judge.predict(torch.cat([first_of_class[c] for c in range(10)]))
     assert ignores < 0.05
     assert follows == pytest.approx((predicted == torch.arange(10)).float().mean().item(), abs=0.12)
@@ -285,7 +285,13 @@ def test_evaluate_with_registered_metrics(experiment, cache):
     # the cross-check: the same samples in the second judge's features, both judges named
     assert on["fid_second_judge"] == on["fid"]
     assert on["fid"]["second_classifier"].startswith("second_classifier-sha256:")
-    assert "second_classifier" not in on["conditional_accuracy"]
+    # conditional accuracy's cross-check: the same samples judged by that second judge
+    assert on["conditional_accuracy"]["second_classifier"] == on["fid"]["second_classifier"]
+    second_per_class = on["conditional_accuracy"]["second_judge_per_class"]
+    assert len(second_per_class) == 10
+    assert report["conditional_accuracy_second_judge"] == pytest.approx(
+        sum(second_per_class) / 10, abs=1e-3
+    )
     assert on["neg_elbo"]["split"] == "test"
     text = cli("evaluate", run, "--metrics", "iw_nll", "--iw-samples", "5")
     assert text.code == 0 and "iw_nll: split test, examples 297, k 5" in text.out

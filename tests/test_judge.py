@@ -349,15 +349,19 @@ def test_fid_reports_both_judges_and_names_both(digits_cache, tmp_path):
         assert about["samples"] == 200
 
 
-def test_a_metric_that_does_not_ask_for_the_second_judge_never_trains_it(fresh_cache, tmp_path):
-    """conditional_accuracy reads the first judge only: no judge2 run appears in the cache."""
+def test_judges_are_trained_only_for_the_metrics_that_read_them(fresh_cache, tmp_path):
+    """A metric that reads no judge trains neither; conditional_accuracy reads both (its samples
+    are judged twice, see `conditional_accuracy_second_judge`)."""
     run = tmp_path / "cvae"
     train = {"dataset": "digits", "epochs": 1, "progress": False, "snapshot_epochs": []}
     fit("cvae", model_config={"latent_dim": 2}, train_config=train, run_dir=run)
+    cache = fresh_cache / "runs"
+    evaluate_run(run, metrics=["neg_elbo"], options=MetricOptions(samples=100))
+    assert not cache.exists() or not any(p.name.startswith("judge") for p in cache.iterdir())
     evaluate_run(run, metrics=["conditional_accuracy"], options=MetricOptions(samples=100))
-    names = [p.name for p in (fresh_cache / "runs").iterdir()]
+    names = [p.name for p in cache.iterdir()]
     assert any(n.startswith("judge-digits-") for n in names)
-    assert not any(n.startswith("judge2-") for n in names)
+    assert any(n.startswith("judge2-") for n in names)
 
 
 def test_a_shipped_second_judge_is_used_for_data_with_its_fingerprint(

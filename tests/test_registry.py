@@ -38,6 +38,7 @@ SMALL_SETTINGS: dict[str, Any] = {
     "stage_channels": (8,),
     "block_channels": (8,),
     "img_disc_channels": (4,),
+    "label_classifier_channels": (4,),
     "feature_width": 16,
     "latent_dim": 2,
     # helper networks trained before the model (M1 of M1+M2, DFC-VAE's feature classifier)

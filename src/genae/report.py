@@ -52,6 +52,7 @@ PREFERRED = (
     "recon_mse",
     "accuracy",
     "conditional_accuracy",
+    "conditional_accuracy_second_judge",
     "reconstruction_judged_accuracy",
     "clustering_accuracy",
     "fid",

@@ -87,7 +87,10 @@ def generate_for_classes(
 def conditional_accuracy(ctx: EvalContext) -> Result:
     """Share of the images generated for class y that the domain classifier labels y
     (options.samples in all, the same number for each class; from p(z|y) for a learned prior,
-    at options.temperature)."""
+    at options.temperature). The same images are also judged by the second domain classifier
+    (`conditional_accuracy_second_judge`): a generator trained against a classifier of its own
+    (convvae's label_consistency_weight) could learn features that one network reads as the
+    class and another does not; an independent judge that agrees rules that out."""
     model = ctx.model
     if not model.is_conditional or not model.spec.num_classes:
         raise ConfigError(
@@ -104,12 +107,19 @@ def conditional_accuracy(ctx: EvalContext) -> Result:
     )
     predicted = judge.predict(images)
     hits = (predicted == labels).float().view(k, per_class).mean(1)
-    values = {"conditional_accuracy": float(hits.mean())}
+    second = ctx.second_judge()
+    second_hits = (second.predict(images) == labels).float().view(k, per_class).mean(1)
+    values = {
+        "conditional_accuracy": float(hits.mean()),
+        "conditional_accuracy_second_judge": float(second_hits.mean()),
+    }
     about = {
         "samples": per_class * k,
         **sampling_about(model, temperature),
         "per_class": [round(float(h), 4) for h in hits],
         "classifier": judge.id,
+        "second_judge_per_class": [round(float(h), 4) for h in second_hits],
+        "second_classifier": second.id,
     }
     ceiling = judged_reconstruction_accuracy(ctx, judge)
     if ceiling is not None:
@@ -119,9 +129,9 @@ def conditional_accuracy(ctx: EvalContext) -> Result:
         # are judged as often right as reconstructions of real images with their true label.
         if ceiling[0] > 0:
             values["conditional_accuracy_of_ceiling"] = values["conditional_accuracy"] / ceiling[0]
-    relabelled = judged_relabel_accuracy(ctx, judge)
+    relabelled = judged_relabel_accuracy(ctx, judge, second)
     if relabelled is not None:
-        values["relabel_accuracy"] = relabelled
+        values["relabel_accuracy"], values["relabel_accuracy_second_judge"] = relabelled
     return Result(values, about)
 
 
@@ -133,23 +143,24 @@ def _test_pairs(ctx: EvalContext):
 
 
 @torch.no_grad()
-def judged_relabel_accuracy(ctx: EvalContext, judge) -> float | None:
+def judged_relabel_accuracy(ctx: EvalContext, *judges) -> tuple[float, ...] | None:
     """Share of test images re-generated under another class (`model.relabel(x, y')`, the CAAE
-    paper's use: same code, new label) that the judge labels with the new class. Every image
+    paper's use: same code, new label) that each judge labels with the new class. Every image
     gets a different class, cycling through the K - 1 others. None for a model that does not
     relabel."""
     model = ctx.model
     batches = _test_pairs(ctx)
     if not isinstance(model, Relabels) or batches is None:
         return None
-    k, hits, seen = model.spec.num_classes, 0, 0
+    k, hits, seen = model.spec.num_classes, [0] * len(judges), 0
     for batch in batches:
         offset = 1 + (torch.arange(seen, seen + len(batch.y), device=batch.y.device) % (k - 1))
         target = (batch.y + offset) % k
         relabelled = model.relabel(batch.x, target)
-        hits += int((judge.predict(relabelled).to(target.device) == target).sum())
+        for i, judge in enumerate(judges):
+            hits[i] += int((judge.predict(relabelled).to(target.device) == target).sum())
         seen += len(target)
-    return hits / seen
+    return tuple(h / seen for h in hits)
 
 
 @torch.no_grad()

@@ -128,6 +128,14 @@ class GenerativeModel(nn.Module):
         return ()
 
     @classmethod
+    def resolve_for_data(cls, config: Any, spec: DataSpec) -> Any:
+        """`config` with the defaults that depend on the data (a field left at none or auto,
+        e.g. a term that only applies to class labels) made concrete, so that config.json
+        records the model as it was built and a later change of default cannot alter a saved
+        run. Default: `config` unchanged."""
+        return config
+
+    @classmethod
     def adopt_pretrained(
         cls, config: Any, spec: DataSpec, helpers: Mapping[str, GenerativeModel]
     ) -> Any:

@@ -9,14 +9,21 @@ image. Per batch:
                                     [+ w_lab * CE(C(E(x)), uniform)]
                                     [+ w_prior * -log D_img(G(z_p, l), l)]   z_p ~ U[-1,1]^d
                                     [+ w_mmd * MMD(E(x), z_p)]
+                                    [+ w_rel * CE(f(G(E(x), l')), l')]       l' != l
     z discriminator      min_{D_z}   -log D_z(z~U[-1,1]^d) - log(1 - D_z(E(x)))
     image discriminator  min_{D_img} -log D_img(x, l) - log(1 - D_img(G(E(x), l), l))
                                     [- log(1 - D_img(G(z_p, l), l))]
     [label adversary     min_C       CE(C(E(x)), l)]
+    [label classifier    min_f       CE(f(x), l)]
 
 The bracketed terms are off in the paper. The prior terms exist because sampling decodes prior
 draws z_p, which the paper's generator is never trained on: the codes it sees are encoded ones,
 and when they do not fill the box, decodes of prior samples can show the wrong class.
+
+The last autoencoder term is the label-consistency loss of CVAE-GAN (Bao et al. 2017), aimed at
+the CAAE's use, re-generating an image under another class: f, a small classifier trained on
+real images alone, judges each image re-generated under a different class l', and the encoder
+and generator pay its cross-entropy for l' (f held fixed: `genae.nn.consistency`).
 
 The label is a one-hot class or a vector of +1/-1 attributes. Images are scaled to [-1, 1] for
 the networks; the generator's tanh output is mapped back to [0, 1].
@@ -41,7 +48,9 @@ not buy that back: on Fashion-MNIST with 0.05 the z discriminator still won outr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +58,7 @@ from torch import nn
 
 from genae.config import default_changed, require
 from genae.data.types import DataSpec
+from genae.errors import ConfigError
 from genae.models.base import (
     Batch,
     GenerativeModel,
@@ -69,6 +79,7 @@ from genae.nn.adversarial import (
     generator_loss,
 )
 from genae.nn.blocks import mlp
+from genae.nn.consistency import CHANNELS, LabelConsistency
 from genae.nn.conv import CAAE as CAAE_STYLE
 from genae.nn.conv import ConvEncoder
 from genae.nn.divergences import mmd_inverse_multiquadric
@@ -108,10 +119,30 @@ class CAAEConfig:
     # many prior samples, beside the z discriminator, so the codes fill the prior's box.
     mmd_weight: float = default_changed(10.0, before=0.0)
     """Weight of an MMD penalty pulling the codes onto the prior (0: off, the paper)."""
+    relabel_consistency_weight: float | None = default_changed(None, before=0.0)
+    """w_rel: classifier CE on images re-generated as another class; none: 0.1 (classes) or 0."""
+    label_classifier_channels: tuple[int, ...] = CHANNELS
+    """Conv stage channels of the label-consistency classifier (stride 2, no BatchNorm)."""
+
+    # What `relabel_consistency_weight = none` means for class labels. Chosen on validation
+    # (Fashion-MNIST, 10,000 training examples, 10 epochs, seed 0; judge / second judge):
+    #   w_rel 0:   prior samples 0.700 / 0.717, re-labelled 0.670 / 0.685, FID 181.6 / 600.5
+    #   w_rel 0.1: prior samples 0.972 / 0.983, re-labelled 0.953 / 0.968, FID 142.9 / 544.0
+    #   w_rel 1:   prior samples 0.978 / 0.990, re-labelled 0.970 / 0.983, FID 165.9 / 658.9
+    # 1 buys a point of accuracy with a worse FID and reconstruction (L1 0.100 against 0.085);
+    # code_sensitivity 0.168, 0.150, 0.130 against an image difference of 0.277 (none collapsed).
+    DEFAULT_RELABEL_CONSISTENCY_WEIGHT: ClassVar[float] = 0.1
+
+    def resolved_relabel_consistency_weight(self, spec: DataSpec) -> float:
+        """The weight the model is built with: `none` is the default for class labels, else 0."""
+        if self.relabel_consistency_weight is not None:
+            return float(self.relabel_consistency_weight)
+        class_labels = spec.num_classes > 0 and not spec.attribute_names
+        return self.DEFAULT_RELABEL_CONSISTENCY_WEIGHT if class_labels else 0.0
 
     def validate(self) -> None:
         require(self.latent_dim >= 1, "latent_dim", "an integer >= 1", self.latent_dim)
-        for name in ("encoder_channels", "img_disc_channels"):
+        for name in ("encoder_channels", "img_disc_channels", "label_classifier_channels"):
             value = getattr(self, name)
             require(len(value) >= 1 and all(c >= 1 for c in value), name, "channel counts", value)
         require(
@@ -129,6 +160,13 @@ class CAAEConfig:
             "mmd_weight",
         ):
             require(getattr(self, name) >= 0, name, "a weight >= 0", getattr(self, name))
+        weight = self.relabel_consistency_weight
+        require(
+            weight is None or (math.isfinite(weight) and weight >= 0),
+            "relabel_consistency_weight",
+            "a weight >= 0 (or none: the default)",
+            weight,
+        )
 
 
 def halvings(shape: tuple[int, int, int], limit: int) -> int:
@@ -235,6 +273,22 @@ class CAAE(GenerativeModel, LatentCodes, LatentPrior, Reconstructs, Relabels):
         self.img_discriminator = ImageDiscriminator(spec.shape, disc_channels, label_dim)
         # Reads the label from z; only trained (and only used) with label_adversary_weight > 0.
         self.label_adversary = mlp(config.latent_dim, [256], label_dim)
+        self.relabel_consistency_weight = config.resolved_relabel_consistency_weight(spec)
+        self.label_consistency: LabelConsistency | None = None
+        if self.relabel_consistency_weight > 0:
+            if spec.attribute_names or not spec.num_classes:
+                raise ConfigError(
+                    "relabel_consistency_weight: needs class labels, and this dataset has "
+                    "attributes or none"
+                )
+            self.label_consistency = LabelConsistency(
+                spec.shape, spec.num_classes, config.label_classifier_channels
+            )
+
+    @classmethod
+    def resolve_for_data(cls, config: CAAEConfig, spec: DataSpec) -> CAAEConfig:
+        weight = config.resolved_relabel_consistency_weight(spec)
+        return replace(config, relabel_consistency_weight=weight)
 
     def training_problem(self, train_means: dict[str, float]) -> str | None:
         return adversarial_collapse(train_means)
@@ -290,6 +344,14 @@ class CAAE(GenerativeModel, LatentCodes, LatentPrior, Reconstructs, Relabels):
                     parameters_of(self.label_adversary),
                 )
             )
+        if self.label_consistency is not None:
+            phases.append(
+                Phase(
+                    "label_classifier",
+                    self.label_classifier_loss,
+                    parameters_of(self.label_consistency),
+                )
+            )
         return phases
 
     def autoencoder_loss(self, batch: Batch) -> LossTerms:
@@ -317,7 +379,23 @@ class CAAE(GenerativeModel, LatentCodes, LatentPrior, Reconstructs, Relabels):
             )
             loss = loss + cfg.mmd_weight * mmd
             terms["mmd"] = mmd
+        if self.label_consistency is not None:
+            other = self.random_other_classes(batch.y)
+            relabelled = self.decode(z, self.condition_vector(other))
+            relabel_ce = self.label_consistency.generated_loss(relabelled, other)
+            loss = loss + self.relabel_consistency_weight * relabel_ce
+            terms["relabel_ce"] = relabel_ce
         return {"loss": loss, **terms}
+
+    def random_other_classes(self, y: torch.Tensor) -> torch.Tensor:
+        """For each class label, one of the K - 1 others, uniformly."""
+        k = self.spec.num_classes
+        return (y + torch.randint(1, k, y.shape, device=y.device)) % k
+
+    def label_classifier_loss(self, batch: Batch) -> LossTerms:
+        """f learns the classes from real images (`relabel_consistency_weight`)."""
+        assert self.label_consistency is not None  # the phase exists only with it
+        return {"loss": self.label_consistency.real_loss(batch.x, batch.y)}
 
     @property
     def mmd_scale(self) -> float:

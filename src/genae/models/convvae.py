@@ -13,20 +13,43 @@ CVAE: q(z | x, c) sees it as constant input channels beside the image, p(x | z, 
 to z before its linear layer, so z only has to carry what the label does not, and sampling
 takes the class to draw. (Constant channels are the simplest way in: the first conv can add a
 per-class bias everywhere, and unlike FiLM they add no parameters beyond the first layer's.)
+
+With `label_consistency_weight` w > 0 (class labels only), the objective gains the
+classification loss of CVAE-GAN (Bao et al. 2017):
+
+    loss = -ELBO + CE(f(x), y) + w * CE(f(x_y), y),   x_y = mean of p(x | z, y), z ~ p(z|y)
+
+f is a small auxiliary classifier trained on the real images alone (the first CE); the second
+CE reaches the decoder and the prior but not f (`genae.nn.consistency`), so decodes of prior
+samples are pushed to look like their class to a network that has only seen real images. The
+ELBO alone leaves blurred decodes that the classes' fine details (a sandal's straps, a coat's
+zip) no longer tell apart.
+
+Defaults (chosen on validation: Fashion-MNIST, latent 16, 10 epochs, seed 0, pinned judge): a
+conditional model of class labels gets the learned p(z|y) and w = 50. Samples were judged their
+class 0.770 with w = 0 (learned p(z|y), ceiling 0.830), 0.942 with w = 10 and 0.972 with w = 50
+(second judge 0.897 and 0.951); FID 141.1 (w = 10) and 120.6 (w = 50), second judge 485.0 and
+440.2; the ELBO pays for it (-ELBO 235.5 and 241.3 nats). Each step costs about 2.3x a plain
+one (the decode of one prior sample per example and the classifier's two passes). Attribute
+conditions have no class to judge, so they keep w = 0.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import torch
 
-from genae.config import require
+from genae.config import default_changed, require
 from genae.data.types import DataSpec
 from genae.errors import ConfigError
-from genae.models.latent import GaussianLatentVAE, LearnedPrior, require_prior
+from genae.models.base import Batch, LossTerms
+from genae.models.latent import PRIORS, GaussianLatentVAE, LearnedPrior
 from genae.models.registry import register
-from genae.nn.blocks import GaussianHead
+from genae.nn.blocks import GaussianHead, standard_normal
+from genae.nn.consistency import CHANNELS, LabelConsistency
 from genae.nn.conv import ConvDecoder, ConvEncoder
 from genae.nn.likelihoods import Gaussian, make_likelihood
 
@@ -43,24 +66,67 @@ class ConvVAEConfig:
     """Fixed standard deviation of the gaussian likelihood (pixel units); unused otherwise."""
     conditional: bool = False
     """Condition encoder and decoder on the class (one-hot) or attribute vector; sample by label."""
-    prior: str = "standard"
-    """p(z|y) of a conditional model: standard (N(0, I)) | learned (N(mu(y), sigma^2(y)))."""
+    prior: str = default_changed("auto", before="standard")
+    """p(z|y): standard N(0, I) | learned N(mu(y), sigma^2(y)) | auto (learned if conditional)."""
+    label_consistency_weight: float | None = default_changed(None, before=0.0)
+    """w: classifier CE on decodes of p(z|y) samples; none: 50 (conditional, classes) or 0."""
+    label_classifier_channels: tuple[int, ...] = CHANNELS
+    """Conv stage channels of the label-consistency classifier (stride 2, no BatchNorm)."""
+
+    # What `label_consistency_weight = none` means for a conditional model of class labels: the
+    # weight chosen on validation (docs/experiments/conditional-generation.toml).
+    DEFAULT_LABEL_CONSISTENCY_WEIGHT: ClassVar[float] = 50.0
+
+    def resolved_prior(self) -> str:
+        """The prior the model is built with: `auto` is learned for a conditional model."""
+        if self.prior == "auto":
+            return "learned" if self.conditional else "standard"
+        return self.prior
+
+    def resolved_label_consistency_weight(self, spec: DataSpec) -> float:
+        """The weight the model is built with: `none` is the default for class labels, else 0."""
+        if self.label_consistency_weight is not None:
+            return float(self.label_consistency_weight)
+        class_labels = spec.num_classes > 0 and not spec.attribute_names
+        return self.DEFAULT_LABEL_CONSISTENCY_WEIGHT if self.conditional and class_labels else 0.0
 
     def validate(self) -> None:
         require(self.latent_dim >= 1, "latent_dim", "an integer >= 1", self.latent_dim)
-        require(
-            len(self.stage_channels) >= 1 and all(c >= 1 for c in self.stage_channels),
-            "stage_channels",
-            "one or more positive channel counts",
-            self.stage_channels,
-        )
+        for name in ("stage_channels", "label_classifier_channels"):
+            channels = getattr(self, name)
+            require(
+                len(channels) >= 1 and all(c >= 1 for c in channels),
+                name,
+                "one or more positive channel counts",
+                channels,
+            )
         make_likelihood(self.likelihood, self.decoder_std)
-        require_prior(self.prior)
         require(
-            self.prior == "standard" or self.conditional,
+            self.prior == "auto" or self.prior in PRIORS,
+            "prior",
+            " | ".join((*PRIORS, "auto")),
+            self.prior,
+        )
+        require(
+            self.resolved_prior() == "standard" or self.conditional,
             "prior",
             "standard for an unconditional model (a learned p(z|y) needs conditional = true)",
             self.prior,
+        )
+        weight = self.label_consistency_weight
+        if weight is None:
+            return
+        require(
+            isinstance(weight, int | float) and math.isfinite(weight) and weight >= 0,
+            "label_consistency_weight",
+            "a number >= 0 (or none: the default)",
+            weight,
+        )
+        require(
+            weight == 0 or self.conditional,
+            "label_consistency_weight",
+            "0 for an unconditional model (it judges samples drawn for a label)",
+            weight,
         )
 
 
@@ -85,10 +151,29 @@ class ConvVAE(GaussianLatentVAE):
             config.latent_dim, spec.shape, config.stage_channels, condition_dim=cond
         )
         self.likelihood = make_likelihood(config.likelihood, config.decoder_std)
-        if config.prior == "learned":
+        if config.resolved_prior() == "learned":
             self.prior_net = LearnedPrior.for_spec(spec, config.latent_dim)
+        self.label_consistency_weight = config.resolved_label_consistency_weight(spec)
+        self.label_consistency: LabelConsistency | None = None
+        if self.label_consistency_weight > 0:
+            if spec.attribute_names or not spec.num_classes:
+                raise ConfigError(
+                    "label_consistency_weight: needs class labels, and this dataset has "
+                    "attributes or none"
+                )
+            self.label_consistency = LabelConsistency(
+                spec.shape, spec.num_classes, config.label_classifier_channels
+            )
         # A Gaussian decoder's mean goes through a sigmoid so it stays a valid image.
         self._sigmoid_mean = isinstance(self.likelihood, Gaussian)
+
+    @classmethod
+    def resolve_for_data(cls, config: ConvVAEConfig, spec: DataSpec) -> ConvVAEConfig:
+        return replace(
+            config,
+            prior=config.resolved_prior(),
+            label_consistency_weight=config.resolved_label_consistency_weight(spec),
+        )
 
     @property
     def is_conditional(self) -> bool:
@@ -103,3 +188,26 @@ class ConvVAE(GaussianLatentVAE):
         """Bernoulli logits or Gaussian means of p(x | z[, c]), flat (B, D)."""
         out = self.decoder(z, c).flatten(1)
         return torch.sigmoid(out) if self._sigmoid_mean else out
+
+    def loss(self, batch: Batch) -> LossTerms:
+        return self.with_label_consistency(super().loss(batch), batch)
+
+    def with_label_consistency(self, terms: LossTerms, batch: Batch) -> LossTerms:
+        """The training terms plus the label-consistency ones, when w > 0: `label_ce_real`
+        (trains f on the real batch) and `label_ce_samples` (f, frozen, on decodes of one p(z|y)
+        sample per label of the batch, weighted by w)."""
+        consistency = self.label_consistency
+        if consistency is None:
+            return terms
+        x, y = batch.x.view(-1, *self.spec.shape), batch.y
+        eps = standard_normal((len(y), self.latent_dim), None, x.device)
+        decoded = self.decode(self.prior_codes(eps, y), self._condition(y))
+        samples = self.likelihood.mean(decoded).view_as(x)
+        real_ce, samples_ce = consistency.real_loss(x, y), consistency.generated_loss(samples, y)
+        weight = self.label_consistency_weight
+        return {
+            **terms,
+            "loss": terms["loss"] + real_ce + weight * samples_ce,
+            "label_ce_real": real_ce,
+            "label_ce_samples": samples_ce,
+        }

@@ -398,6 +398,7 @@ def train_run(
     check_tensorboard(train)
     splits = load_data(train, data)
     train = replace(train, val_size=resolve_val_size(train.val_size, len(splits.train)))
+    config = cls.resolve_for_data(config, splits.spec)
     # Helpers that exist now (a run the user named, a cached one, this run's own on --resume)
     # are loaded before anything is written: the model checks them and takes its architecture
     # from them. Those still missing are trained once the run directory is ready.
