@@ -83,6 +83,11 @@ class DataSpec:
     class_names: tuple[str, ...] = ()
 
     @property
+    def has_class_labels(self) -> bool:
+        """Each example has one class (not attribute vectors, not unlabelled)."""
+        return self.num_classes > 0 and not self.attribute_names
+
+    @property
     def condition_dim(self) -> int:
         """Width of the condition vector a conditional model receives."""
         return len(self.attribute_names) or self.num_classes

@@ -139,8 +139,7 @@ class CAAEConfig:
         """The weight the model is built with: `none` is the default for class labels, else 0."""
         if self.relabel_consistency_weight is not None:
             return float(self.relabel_consistency_weight)
-        class_labels = spec.num_classes > 0 and not spec.attribute_names
-        return self.DEFAULT_RELABEL_CONSISTENCY_WEIGHT if class_labels else 0.0
+        return self.DEFAULT_RELABEL_CONSISTENCY_WEIGHT if spec.has_class_labels else 0.0
 
     def validate(self) -> None:
         require(self.latent_dim >= 1, "latent_dim", "an integer >= 1", self.latent_dim)
@@ -278,7 +277,7 @@ class CAAE(GenerativeModel, LatentCodes, LatentPrior, Reconstructs, Relabels):
         self.relabel_consistency_weight = config.resolved_relabel_consistency_weight(spec)
         self.label_consistency: LabelConsistency | None = None
         if self.relabel_consistency_weight > 0:
-            if spec.attribute_names or not spec.num_classes:
+            if not spec.has_class_labels:
                 raise ConfigError(
                     "relabel_consistency_weight: needs class labels, and this dataset has "
                     "attributes or none"

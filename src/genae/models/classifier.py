@@ -83,7 +83,7 @@ class Classifier(GenerativeModel):
 
     def __init__(self, config: ClassifierConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)
-        if spec.attribute_names or not spec.num_classes:
+        if not spec.has_class_labels:
             raise ConfigError(
                 "model 'classifier' needs class labels; this dataset has attribute vectors"
             )

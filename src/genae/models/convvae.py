@@ -93,8 +93,8 @@ class ConvVAEConfig:
         """The weight the model is built with: `none` is the default for class labels, else 0."""
         if self.label_consistency_weight is not None:
             return float(self.label_consistency_weight)
-        class_labels = spec.num_classes > 0 and not spec.attribute_names
-        return self.DEFAULT_LABEL_CONSISTENCY_WEIGHT if self.conditional and class_labels else 0.0
+        applies = self.conditional and spec.has_class_labels
+        return self.DEFAULT_LABEL_CONSISTENCY_WEIGHT if applies else 0.0
 
     def validate(self) -> None:
         require(self.latent_dim >= 1, "latent_dim", "an integer >= 1", self.latent_dim)
@@ -162,7 +162,7 @@ class ConvVAE(GaussianLatentVAE):
         self.label_consistency_weight = config.resolved_label_consistency_weight(spec)
         self.label_consistency: LabelConsistency | None = None
         if self.label_consistency_weight > 0:
-            if spec.attribute_names or not spec.num_classes:
+            if not spec.has_class_labels:
                 raise ConfigError(
                     "label_consistency_weight: needs class labels, and this dataset has "
                     "attributes or none"

@@ -201,7 +201,7 @@ class DFCVAE(ConvVAE):
             return config
         network = helpers.get(FEATURE_ROLE)
         if network is None:  # to be trained on this data: it needs its class labels
-            if spec.attribute_names or not spec.num_classes:
+            if not spec.has_class_labels:
                 raise ConfigError(
                     "features: 'classifier' needs class labels, and this dataset has none; use "
                     "a vgg19 feature set or pass --feature-weights (a trained classifier run)"
