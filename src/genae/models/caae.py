@@ -58,7 +58,6 @@ from torch import nn
 
 from genae.config import default_changed, require
 from genae.data.types import DataSpec
-from genae.errors import ConfigError
 from genae.models.base import (
     Batch,
     GenerativeModel,
@@ -277,13 +276,8 @@ class CAAE(GenerativeModel, LatentCodes, LatentPrior, Reconstructs, Relabels):
         self.relabel_consistency_weight = config.resolved_relabel_consistency_weight(spec)
         self.label_consistency: LabelConsistency | None = None
         if self.relabel_consistency_weight > 0:
-            if not spec.has_class_labels:
-                raise ConfigError(
-                    "relabel_consistency_weight: needs class labels, and this dataset has "
-                    "attributes or none"
-                )
-            self.label_consistency = LabelConsistency(
-                spec.shape, spec.num_classes, config.label_classifier_channels
+            self.label_consistency = LabelConsistency.for_spec(
+                spec, config.label_classifier_channels, "relabel_consistency_weight"
             )
 
     @classmethod

@@ -162,13 +162,8 @@ class ConvVAE(GaussianLatentVAE):
         self.label_consistency_weight = config.resolved_label_consistency_weight(spec)
         self.label_consistency: LabelConsistency | None = None
         if self.label_consistency_weight > 0:
-            if not spec.has_class_labels:
-                raise ConfigError(
-                    "label_consistency_weight: needs class labels, and this dataset has "
-                    "attributes or none"
-                )
-            self.label_consistency = LabelConsistency(
-                spec.shape, spec.num_classes, config.label_classifier_channels
+            self.label_consistency = LabelConsistency.for_spec(
+                spec, config.label_classifier_channels, "label_consistency_weight"
             )
         # A Gaussian decoder's mean goes through a sigmoid so it stays a valid image.
         self._sigmoid_mean = isinstance(self.likelihood, Gaussian)

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from genae.data.types import DataSpec
+from genae.errors import ConfigError
 from genae.nn.conv import LEAKY_SLOPE, ConvEncoder, ConvStyle
 
 # Three stride-2 conv stages (the default width) without BatchNorm: judging a batch of generated
@@ -31,6 +33,16 @@ class LabelConsistency(nn.Module):
         super().__init__()
         body = ConvEncoder(shape, channels, style=STYLE)
         self.classifier = nn.Sequential(body, nn.Linear(body.out_features, num_classes))
+
+    @classmethod
+    def for_spec(cls, spec: DataSpec, channels: tuple[int, ...], option: str) -> LabelConsistency:
+        """f for a dataset of class labels; a ConfigError naming `option` (the weight that asked
+        for it) for attribute vectors or unlabelled data, which have no class to judge."""
+        if not spec.has_class_labels:
+            raise ConfigError(
+                f"{option}: needs class labels, and this dataset has attributes or none"
+            )
+        return cls(spec.shape, spec.num_classes, channels)
 
     def real_loss(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """CE(f(x), y) on real images: what trains f."""
