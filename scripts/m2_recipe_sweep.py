@@ -69,6 +69,25 @@ CANDIDATES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "m1-grey-epochs-100": ({"m1_epochs": 100}, {"binarize": False}),
     # M1+M2 keeps the ELBO's y_information_weight (1); M2's default -1, on M1's codes
     "m1-epochs-100-info-1": ({"m1_epochs": 100, "y_information_weight": -1.0}, {}),
+    # M2's other defaults on M1's codes: I(x; y) rewarded, then also the sampled class sum and
+    # the labelled bound on 10 examples (M1+M2 keeps the exact objective and the ELBO's weight)
+    "m1-grey-epochs-100-info-1": (
+        {"m1_epochs": 100, "y_information_weight": -1.0},
+        {"binarize": False},
+    ),
+    "m1-grey-epochs-100-info-1-tail": (
+        {
+            "m1_epochs": 100,
+            "y_information_weight": -1.0,
+            "sampled_tail_mass": 0.05,
+            "labelled_bound_examples": 10,
+        },
+        {"binarize": False},
+    ),
+    "m1-grey-epochs-100-tail": (
+        {"m1_epochs": 100, "sampled_tail_mass": 0.05, "labelled_bound_examples": 10},
+        {"binarize": False},
+    ),
     # the sum over y sampled beyond q(y|x)'s most probable classes (unbiased; faster steps)
     "tail0.05": ({"sampled_tail_mass": 0.05}, {}),
     "tail0.2": ({"sampled_tail_mass": 0.2}, {}),
@@ -97,6 +116,16 @@ BASE_TRAIN: dict[str, Any] = {
     "progress": False,
     "snapshot_epochs": [],
 }
+
+
+def m1_settings(model_options: dict[str, Any], train: dict[str, Any]) -> dict[str, Any]:
+    """What M1+M2's own M1 depends on besides the seed: its fields and the data it sees."""
+    data_keys = ("dataset", "data_dir", "max_train_examples", "binarize", "lr", "batch_size")
+    return {
+        **{key: value for key, value in model_options.items() if key.startswith("m1_")},
+        **{key: train.get(key) for key in data_keys},
+        "lr_schedule": train.get("lr_schedule"),
+    }
 
 
 def summary(values: list[float]) -> str:
@@ -134,6 +163,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     results_file = args.out / "results.jsonl"
     done = {}
+    trained_m1: dict[tuple[int, str], Path] = {}
     if results_file.exists():
         for line in results_file.read_text().splitlines():
             row = json.loads(line)
@@ -157,14 +187,23 @@ def main() -> int:
                     **train_options,
                 }
                 start = time.perf_counter()
+                # M1+M2: a seed's M1 is trained once and shared by the candidates that train the
+                # same M1 on the same pixels (a seeded run: the same network either way)
+                m1_key = (seed, json.dumps(m1_settings(model_options, train), sort_keys=True))
+                shared_m1 = trained_m1.get(m1_key) if args.model == "m1m2" else None
+                run_dir = args.out / f"{args.model}-{name}-n{args.max_train_examples}-seed{seed}"
                 run = train_run(
                     args.model,
-                    model_config=model_options,
+                    model_config={**model_options, "m1": str(shared_m1)}
+                    if shared_m1
+                    else model_options,
                     train_config=train,
-                    run_dir=args.out / f"{args.model}-{name}-n{args.max_train_examples}-seed{seed}",
+                    run_dir=run_dir,
                     force=True,
                     final_test=False,
                 )
+                if args.model == "m1m2" and not shared_m1 and "m1" not in model_options:
+                    trained_m1[m1_key] = (run_dir / "m1").resolve()
                 history = run.history
                 last = history[-1]
                 row = {
