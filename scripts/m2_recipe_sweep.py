@@ -242,7 +242,11 @@ def main() -> int:
         print(f"{'candidate':14s} {'val accuracy':34s} {'gain over baseline'}")
     for name in CANDIDATES:
         wanted = (args.model, name, args.max_train_examples)
-        rows = [r for k, r in done.items() if k[:3] == wanted and k[4] == str(args.labels)]
+        # by seed, not by when each finished: parallel sweeps append their seeds interleaved
+        rows = sorted(
+            (r for k, r in done.items() if k[:3] == wanted and k[4] == str(args.labels)),
+            key=lambda row: row["seed"],
+        )
         if not rows:
             continue
         if unsupervised:
