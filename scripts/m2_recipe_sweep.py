@@ -24,6 +24,14 @@ from typing import Any
 
 from genae.training.runs import train_run
 
+# M1+M2's objective before it took M2's defaults (2026-12-07): the ELBO's weight on I(x; y), the
+# exact sum over classes, the labelled bound on every label
+M1M2_BEFORE: dict[str, Any] = {
+    "y_information_weight": 1.0,
+    "sampled_tail_mass": 0.0,
+    "labelled_bound_examples": 0,
+}
+
 # name -> (model options, training options), each over BASE_TRAIN and the model's defaults
 CANDIDATES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "defaults": ({}, {}),
@@ -63,18 +71,18 @@ CANDIDATES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "latent4-info0": ({"latent_dim": 4, "y_information_weight": 0.0}, {}),
     "latent10-info0": ({"latent_dim": 10, "y_information_weight": 0.0}, {}),
     # M1+M2 (--model m1m2): M1 trained for more epochs; on small sets its 10 default epochs
-    # are few steps (360 on 3,600 images)
-    "m1-epochs-100": ({"m1_epochs": 100}, {}),
+    # are few steps (360 on 3,600 images). These pin M1+M2's objective before 2026-12-07 (the
+    # ELBO's y_information_weight, the exact class sum), which they were measured with.
+    "m1-epochs-100": ({"m1_epochs": 100, **M1M2_BEFORE}, {}),
     # M1 (and M1+M2's baseline) on grey levels: M1+M2's choice in m2-vs-m1m2 since version 10
-    "m1-grey-epochs-100": ({"m1_epochs": 100}, {"binarize": False}),
-    # M1+M2 keeps the ELBO's y_information_weight (1); M2's default -1, on M1's codes
-    "m1-epochs-100-info-1": ({"m1_epochs": 100, "y_information_weight": -1.0}, {}),
-    # M2's other defaults on M1's codes: I(x; y) rewarded, then also the sampled class sum and
-    # the labelled bound on 10 examples (M1+M2 keeps the exact objective and the ELBO's weight)
+    "m1-grey-epochs-100": ({"m1_epochs": 100, **M1M2_BEFORE}, {"binarize": False}),
+    # M2's y_information_weight (-1) on M1's codes
+    "m1-epochs-100-info-1": ({"m1_epochs": 100, **M1M2_BEFORE, "y_information_weight": -1.0}, {}),
     "m1-grey-epochs-100-info-1": (
-        {"m1_epochs": 100, "y_information_weight": -1.0},
+        {"m1_epochs": 100, **M1M2_BEFORE, "y_information_weight": -1.0},
         {"binarize": False},
     ),
+    # ... and M2's sampled class sum and labelled bound on 10: M1+M2's defaults since 2026-12-07
     "m1-grey-epochs-100-info-1-tail": (
         {
             "m1_epochs": 100,
@@ -85,7 +93,12 @@ CANDIDATES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"binarize": False},
     ),
     "m1-grey-epochs-100-tail": (
-        {"m1_epochs": 100, "sampled_tail_mass": 0.05, "labelled_bound_examples": 10},
+        {
+            "m1_epochs": 100,
+            "y_information_weight": 1.0,
+            "sampled_tail_mass": 0.05,
+            "labelled_bound_examples": 10,
+        },
         {"binarize": False},
     ),
     # the sum over y sampled beyond q(y|x)'s most probable classes (unbiased; faster steps)
@@ -120,11 +133,10 @@ BASE_TRAIN: dict[str, Any] = {
 
 def m1_settings(model_options: dict[str, Any], train: dict[str, Any]) -> dict[str, Any]:
     """What M1+M2's own M1 depends on besides the seed: its fields and the data it sees."""
-    data_keys = ("dataset", "data_dir", "max_train_examples", "binarize", "lr", "batch_size")
+    data_keys = ("dataset", "data_dir", "max_train_examples", "binarize", "lr", "lr_schedule")
     return {
         **{key: value for key, value in model_options.items() if key.startswith("m1_")},
-        **{key: train.get(key) for key in data_keys},
-        "lr_schedule": train.get("lr_schedule"),
+        **{key: train.get(key) for key in (*data_keys, "batch_size")},
     }
 
 
