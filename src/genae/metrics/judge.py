@@ -289,7 +289,7 @@ def domain_classifier(
     if data is None:
         dataset = check_dataset_name(dataset)
         data = load_dataset(dataset, data_dir)
-    if data.spec.attribute_names or not data.spec.num_classes:
+    if not data.spec.has_class_labels:
         raise ConfigError(
             f"dataset '{dataset}' has no class labels, so it can have no domain classifier"
         )

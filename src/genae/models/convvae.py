@@ -36,8 +36,7 @@ second judge): a conditional model of class labels gets the learned p(z|y) and w
 w = 50 is ahead on every sample measure under both judges; the likelihood pays 6.4 nats for
 it (w = 10 is nearly free: 0.6). A step costs about twice a plain one (1.9-2.3x fewer samples/s
 in these runs, one thread each: the decode of one prior sample per example and the classifier's
-passes). Attribute conditions have no class
-to judge, so they keep w = 0.
+passes). Attribute conditions have no class to judge, so they keep w = 0.
 """
 
 from __future__ import annotations
