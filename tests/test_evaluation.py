@@ -198,12 +198,69 @@ def test_relabel_accuracy_catches_a_generator_that_ignores_the_label(cache):
             return torch.cat([first_of_class[int(c)] for c in y])
 
     judge = judge_module.domain_classifier("digits")
-    (ignores,) = judged_relabel_accuracy(EvalContext(IgnoresLabel(), test, "digits"), judge)
-    (follows,) = judged_relabel_accuracy(EvalContext(FollowsLabel(), test, "digits"), judge)
+    images, [(ignores, _)] = judged_relabel_accuracy(
+        EvalContext(IgnoresLabel(), test, "digits"), judge
+    )
+    _, [(follows, follows_per_class)] = judged_relabel_accuracy(
+        EvalContext(FollowsLabel(), test, "digits"), judge
+    )
     predicted = judge.predict(torch.cat([first_of_class[c] for c in range(10)]))
+    assert images == len(test)
     assert ignores < 0.05
     assert follows == pytest.approx((predicted == torch.arange(10)).float().mean().item(), abs=0.12)
     assert follows > 0.8
+    # every image of new class c is the same image: the judge is right on it or wrong on it
+    assert follows_per_class == [float(predicted[c] == c) for c in range(10)]
+
+
+def test_conditional_accuracy_records_the_relabelled_test_images_apart(cache):
+    """relabel_accuracy is computed on the test split's images, not on the prior samples that
+    conditional_accuracy's record describes: its computed_on says so, with its own per-class
+    shares (by the new class)."""
+    from genae.data.memory import TensorData
+    from genae.metrics.classification import conditional_accuracy
+    from genae.metrics.registry import EvalContext, MetricOptions
+    from genae.models.registry import build_model
+
+    splits = load_dataset("digits")
+    test = TensorData(splits.test.unseal())
+    torch.manual_seed(0)
+    config = {"latent_dim": 4, "encoder_channels": (8, 16), "img_disc_channels": (8,)}
+    model = build_model("caae", config, splits.spec).eval()
+    result = conditional_accuracy(EvalContext(model, test, "digits", MetricOptions(samples=100)))
+    samples_about = result.about
+    relabel_about = result.about_each["relabel_accuracy"]
+    assert samples_about["samples"] == 100
+    assert relabel_about["images"] == len(test) and relabel_about["split"] == "test"
+    assert result.about_each["relabel_accuracy_second_judge"] == relabel_about
+    for key, per_class in (
+        ("relabel_accuracy", relabel_about["per_class"]),
+        ("relabel_accuracy_second_judge", relabel_about["second_judge_per_class"]),
+    ):
+        assert len(per_class) == 10
+        assert min(per_class) - 1e-4 <= result.values[key] <= max(per_class) + 1e-4
+
+
+def test_a_value_computed_on_other_images_keeps_its_own_computed_on_record(experiment, monkeypatch):
+    """conditional_accuracy also reports relabel_accuracy, computed on the test images rather
+    than on its prior samples: a Result's `about_each` gives such a value its own record."""
+    from genae.api import load
+    from genae.data.memory import TensorData
+    from genae.data.sources import load_dataset
+    from genae.metrics import compute_metrics
+    from genae.metrics.registry import METRICS, Result
+
+    def two_sources(ctx):
+        values = {"on_samples": 1.0, "on_test": 2.0}
+        return Result(values, {"samples": 5}, {"on_test": {"images": len(ctx.test)}})
+
+    monkeypatch.setitem(METRICS, "two_sources", two_sources)
+    test = TensorData(load_dataset("digits").test.unseal())
+    model = load(experiment[0] / "cvae" / "seed-0")
+    values, on = compute_metrics(model, test, "digits", ["two_sources"])
+    assert values["on_samples"] == 1.0 and values["on_test"] == 2.0
+    assert on["on_samples"] == {"samples": 5}
+    assert on["on_test"] == {"images": len(test)}
 
 
 def test_experiment_rerun_reuses_finished_runs(experiment, cache):

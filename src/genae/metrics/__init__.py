@@ -74,5 +74,7 @@ def compute_metrics(
         if name in METRICS:
             result = METRICS[name](ctx)
             values.update(result.values)
-            computed_on.update({key: result.about for key in result.values})
+            computed_on.update(
+                {key: result.about_each.get(key, result.about) for key in result.values}
+            )
     return values, computed_on

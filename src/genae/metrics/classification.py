@@ -129,10 +129,24 @@ def conditional_accuracy(ctx: EvalContext) -> Result:
         # are judged as often right as reconstructions of real images with their true label.
         if ceiling[0] > 0:
             values["conditional_accuracy_of_ceiling"] = values["conditional_accuracy"] / ceiling[0]
+    result = Result(values, about)
     relabelled = judged_relabel_accuracy(ctx, judge, second)
     if relabelled is not None:
-        values["relabel_accuracy"], values["relabel_accuracy_second_judge"] = relabelled
-    return Result(values, about)
+        images, ((first, first_per_class), (other, other_per_class)) = relabelled
+        values["relabel_accuracy"], values["relabel_accuracy_second_judge"] = first, other
+        # the test images, not the prior samples: a record of their own
+        relabel_about = {
+            "split": ctx.split,
+            "images": images,
+            "new_class": "each image's class + 1, 2, ..., K - 1 in turn (mod K)",
+            "per_class": first_per_class,
+            "classifier": judge.id,
+            "second_judge_per_class": other_per_class,
+            "second_classifier": second.id,
+        }
+        for key in ("relabel_accuracy", "relabel_accuracy_second_judge"):
+            result.about_each[key] = relabel_about
+    return result
 
 
 def _test_pairs(ctx: EvalContext):
@@ -143,24 +157,36 @@ def _test_pairs(ctx: EvalContext):
 
 
 @torch.no_grad()
-def judged_relabel_accuracy(ctx: EvalContext, *judges) -> tuple[float, ...] | None:
+def judged_relabel_accuracy(
+    ctx: EvalContext, *judges
+) -> tuple[int, list[tuple[float, list[float]]]] | None:
     """Share of test images re-generated under another class (`model.relabel(x, y')`, the CAAE
     paper's use: same code, new label) that each judge labels with the new class. Every image
-    gets a different class, cycling through the K - 1 others. None for a model that does not
+    gets a different class, cycling through the K - 1 others. Returns the number of images and,
+    for each judge, the share overall and per new class; None for a model that does not
     relabel."""
     model = ctx.model
     batches = _test_pairs(ctx)
     if not isinstance(model, Relabels) or batches is None:
         return None
-    k, hits, seen = model.spec.num_classes, [0] * len(judges), 0
+    k, hits, targets, seen = model.spec.num_classes, [[] for _ in judges], [], 0
     for batch in batches:
         offset = 1 + (torch.arange(seen, seen + len(batch.y), device=batch.y.device) % (k - 1))
         target = (batch.y + offset) % k
         relabelled = model.relabel(batch.x, target)
-        for i, judge in enumerate(judges):
-            hits[i] += int((judge.predict(relabelled).to(target.device) == target).sum())
+        for judge_hits, judge in zip(hits, judges, strict=True):
+            judge_hits.append((judge.predict(relabelled).cpu() == target.cpu()).float())
+        targets.append(target.cpu())
         seen += len(target)
-    return tuple(h / seen for h in hits)
+    target = torch.cat(targets)
+    scores = []
+    for judge_hits in hits:
+        hit = torch.cat(judge_hits)
+        per_class = [
+            round(float(hit[target == c].mean()), 4) for c in range(k) if (target == c).any()
+        ]
+        scores.append((float(hit.mean()), per_class))
+    return seen, scores
 
 
 @torch.no_grad()

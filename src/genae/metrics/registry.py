@@ -88,6 +88,9 @@ class EvalContext:
 class Result:
     values: dict[str, float]  # name -> number, stored in the run's evaluation
     about: dict[str, Any]  # what the numbers were computed on
+    # a value computed on something else than the rest (other images, another count): its own
+    # record, which replaces `about` for that value
+    about_each: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 MetricFn = Callable[[EvalContext], Result]
