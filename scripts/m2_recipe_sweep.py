@@ -33,6 +33,13 @@ M1M2_BEFORE: dict[str, Any] = {
 }
 
 # name -> (model options, training options), each over BASE_TRAIN and the model's defaults
+# M1+M2's objective since 2026-12-07 (M2's defaults), with a 100-epoch M1 for the 8,000 examples
+M1M2_DEFAULTS_2026_12_07 = {
+    "m1_epochs": 100,
+    "y_information_weight": -1.0,
+    "sampled_tail_mass": 0.05,
+    "labelled_bound_examples": 10,
+}
 CANDIDATES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "defaults": ({}, {}),
     "paper": ({"alpha": 0.1}, {}),  # the paper's alpha (the default until 2026-12-05)
@@ -83,15 +90,7 @@ CANDIDATES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"binarize": False},
     ),
     # ... and M2's sampled class sum and labelled bound on 10: M1+M2's defaults since 2026-12-07
-    "m1-grey-epochs-100-info-1-tail": (
-        {
-            "m1_epochs": 100,
-            "y_information_weight": -1.0,
-            "sampled_tail_mass": 0.05,
-            "labelled_bound_examples": 10,
-        },
-        {"binarize": False},
-    ),
+    "m1-grey-epochs-100-info-1-tail": (M1M2_DEFAULTS_2026_12_07, {"binarize": False}),
     "m1-grey-epochs-100-tail": (
         {
             "m1_epochs": 100,
@@ -101,6 +100,17 @@ CANDIDATES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         },
         {"binarize": False},
     ),
+    # M1+M2's defaults (above) with another alpha, and on a binarised M1 (as the unsupervised
+    # experiment trains it)
+    "m1-grey-epochs-100-info-1-tail-alpha10": (
+        {**M1M2_DEFAULTS_2026_12_07, "alpha": 10.0},
+        {"binarize": False},
+    ),
+    "m1-grey-epochs-100-info-1-tail-alpha100": (
+        {**M1M2_DEFAULTS_2026_12_07, "alpha": 100.0},
+        {"binarize": False},
+    ),
+    "m1-epochs-100-info-1-tail": (M1M2_DEFAULTS_2026_12_07, {}),
     # the sum over y sampled beyond q(y|x)'s most probable classes (unbiased; faster steps)
     "tail0.05": ({"sampled_tail_mass": 0.05}, {}),
     "tail0.2": ({"sampled_tail_mass": 0.2}, {}),
@@ -129,6 +139,10 @@ BASE_TRAIN: dict[str, Any] = {
     "progress": False,
     "snapshot_epochs": [],
 }
+
+
+# beside an M1+M2 run that trained its own M1: the seed and m1_settings it was trained with
+M1_SETTINGS_FILE = "m1-settings.json"
 
 
 def m1_settings(model_options: dict[str, Any], train: dict[str, Any]) -> dict[str, Any]:
@@ -175,7 +189,13 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     results_file = args.out / "results.jsonl"
     done = {}
+    # M1s trained by earlier sweeps into this --out, by (seed, m1_settings), so that a later
+    # sweep (another --labels, new candidates) reuses them too
     trained_m1: dict[tuple[int, str], Path] = {}
+    for record in sorted(args.out.glob(f"*/{M1_SETTINGS_FILE}")):
+        about = json.loads(record.read_text())
+        if (record.parent / "m1").is_dir():
+            trained_m1[(about["seed"], about["m1_settings"])] = (record.parent / "m1").resolve()
     if results_file.exists():
         for line in results_file.read_text().splitlines():
             row = json.loads(line)
@@ -216,6 +236,8 @@ def main() -> int:
                 )
                 if args.model == "m1m2" and not shared_m1 and "m1" not in model_options:
                     trained_m1[m1_key] = (run_dir / "m1").resolve()
+                    about = {"seed": seed, "m1_settings": m1_key[1]}
+                    (run_dir / M1_SETTINGS_FILE).write_text(json.dumps(about) + "\n")
                 history = run.history
                 last = history[-1]
                 row = {
