@@ -111,6 +111,15 @@ CANDIDATES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"binarize": False},
     ),
     "m1-epochs-100-info-1-tail": (M1M2_DEFAULTS_2026_12_07, {}),
+    # a smaller z, so that the class has to go through y (the unsupervised case)
+    "m1-grey-epochs-100-info-1-tail-latent10": (
+        {**M1M2_DEFAULTS_2026_12_07, "latent_dim": 10},
+        {"binarize": False},
+    ),
+    "m1-grey-epochs-100-info-1-tail-latent4": (
+        {**M1M2_DEFAULTS_2026_12_07, "latent_dim": 4},
+        {"binarize": False},
+    ),
     # the sum over y sampled beyond q(y|x)'s most probable classes (unbiased; faster steps)
     "tail0.05": ({"sampled_tail_mass": 0.05}, {}),
     "tail0.2": ({"sampled_tail_mass": 0.2}, {}),
