@@ -145,6 +145,13 @@ def test_grid_rows_are_named_by_class_or_category() -> None:
     assert label_names(clusters, [0, 1]) == ["category 0", "category 1"]
     unnamed = build_model("cvae", {"hidden": [8]}, DataSpec((1, 8, 8), num_classes=2))
     assert label_names(unnamed, [1]) == ["class 1"]
+    # M2's y is class y when labels tied it to the classes; with none it is a cluster's index
+    small_m2 = {"hidden": [8], "classifier_hidden": [8], "latent_dim": 2}
+    for labelled, names in ((10, ["Dress", "Bag"]), (0, ["category 0", "category 1"])):
+        sizes = {"labelled_examples": labelled, "unlabelled_examples": 100}
+        m2 = build_model("m2", {**small_m2, **sizes}, spec)
+        assert label_names(m2, [0, 1]) == names
+        assert sample_grid_row_labels(m2, 30, 10)[:2] == names
 
 
 # --- genae sample --label NAME ----------------------------------------------------------------

@@ -232,6 +232,13 @@ class GenerativeModel(nn.Module):
         return False
 
     @property
+    def categories_are_classes(self) -> bool:
+        """Whether condition (or category) k of its samples and grids is the dataset's class k.
+        False where the model found its categories itself: a clustering model's, or M2's with
+        no labels, whose k says nothing about which class it holds."""
+        return not (isinstance(self, Categories) and not self.semi_supervised)
+
+    @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
 

@@ -568,6 +568,11 @@ class SemiSupervisedVAE(GenerativeModel, LatentCodes):
     def is_conditional(self) -> bool:
         return True
 
+    @property
+    def categories_are_classes(self) -> bool:
+        # with no labels nothing ties y = k to class k: the categories are clusters
+        return self.config.labelled_examples != 0
+
     def prior_sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return standard_normal((n, self.config.latent_dim), generator, self.device)
 

@@ -11,7 +11,6 @@ from PIL import Image, ImageDraw, ImageFont
 
 from genae.io import atomic_path
 from genae.models.base import (
-    Categories,
     GenerativeModel,
     TemperedPrior,
     check_temperature,
@@ -86,8 +85,8 @@ def save_grid(
 
 def label_names(model: GenerativeModel, labels: Sequence[int]) -> list[str]:
     """What labels `labels` of `model`'s grids are called: the dataset's class names; for a
-    model whose categories are its own (clusters), "category k"."""
-    if isinstance(model, Categories) and not model.semi_supervised:
+    model whose categories are its own (clusters, M2 with no labels), "category k"."""
+    if not model.categories_are_classes:
         return [f"category {k}" for k in labels]
     names = model.spec.class_names
     return [names[k] if k < len(names) else f"class {k}" for k in labels]
