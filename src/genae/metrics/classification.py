@@ -149,6 +149,11 @@ def conditional_accuracy(ctx: EvalContext) -> Result:
     return result
 
 
+def per_class_shares(hit: torch.Tensor, labels: torch.Tensor, k: int) -> list[float]:
+    """The mean of `hit` (1 right, 0 wrong) over the examples of each class present, rounded."""
+    return [round(float(hit[labels == c].mean()), 4) for c in range(k) if (labels == c).any()]
+
+
 def _test_pairs(ctx: EvalContext):
     """Test batches with class labels, or None when the split has none."""
     if ctx.test.labels is None or ctx.test.labels.dim() != 1:
@@ -182,10 +187,7 @@ def judged_relabel_accuracy(
     scores = []
     for judge_hits in hits:
         hit = torch.cat(judge_hits)
-        per_class = [
-            round(float(hit[target == c].mean()), 4) for c in range(k) if (target == c).any()
-        ]
-        scores.append((float(hit.mean()), per_class))
+        scores.append((float(hit.mean()), per_class_shares(hit, target, k)))
     return seen, scores
 
 
@@ -208,5 +210,4 @@ def judged_reconstruction_accuracy(ctx: EvalContext, judge) -> tuple[float, list
     hit = torch.cat(predicted).cpu() == torch.cat(labels).cpu()
     y = torch.cat(labels).cpu()
     k = model.spec.num_classes
-    per_class = [round(float(hit[y == c].float().mean()), 4) for c in range(k) if (y == c).any()]
-    return float(hit.float().mean()), per_class
+    return float(hit.float().mean()), per_class_shares(hit.float(), y, k)
