@@ -49,6 +49,11 @@ def codes(model, data) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return torch.cat(means), torch.cat(log_vars), torch.cat(labels)
 
 
+def pixels(data) -> tuple[torch.Tensor, torch.Tensor]:
+    xs, labels = zip(*((batch.x.flatten(1), batch.y) for batch in data.batches(1000)))
+    return torch.cat(xs), torch.cat(labels)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", help="a finished 'vae' run (for M1+M2: RUN_DIR/m1)")
@@ -56,9 +61,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=None, help="default: the run's own seed")
     parser.add_argument(
         "--codes",
-        choices=("samples", "means"),
+        choices=("samples", "means", "pixels"),
         default="samples",
-        help="train on samples of q(z1|x) (M1+M2's m1_sample, the default) or on its means",
+        help="train on samples of q(z1|x) (M1+M2's m1_sample, the default), on its means, or on "
+        "the run's pixels instead of its codes (what M2 itself classifies: the yardstick)",
     )
     args = parser.parse_args()
 
@@ -78,6 +84,10 @@ def main() -> None:
     val_mean, _, val_labels = codes(m1, val)
     active = int((mean.var(0) > 0.01).sum())
     print(f"active units {active} of {mean.shape[1]}")
+    features = "M1 codes"
+    if args.codes == "pixels":
+        (mean, labels), (val_mean, val_labels) = pixels(train), pixels(val)
+        features = "pixels"
 
     classes = int(labels.max()) + 1
     classifier = mlp(mean.shape[1], [500], classes, activation="softplus")
@@ -93,7 +103,7 @@ def main() -> None:
             optimizer.step()
         with torch.no_grad():
             accuracy = (classifier(val_mean).argmax(-1) == val_labels).float().mean().item()
-        print(f"epoch {epoch} validation accuracy (all labels, M1 codes) {accuracy:.4f}")
+        print(f"epoch {epoch} validation accuracy (all labels, {features}) {accuracy:.4f}")
 
 
 if __name__ == "__main__":

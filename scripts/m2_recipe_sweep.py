@@ -54,6 +54,7 @@ CANDIDATES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # TrainConfig's own defaults (grey levels, constant lr): what `genae train m2` gave before
     # M2 declared its training defaults
     "grey-constant-lr": ({}, {"binarize": False, "lr_schedule": "constant"}),
+    "grey": ({}, {"binarize": False}),
     "latent10": ({"latent_dim": 10}, {}),
     "latent4": ({"latent_dim": 4}, {}),
     "latent10-alpha1": ({"latent_dim": 10, "alpha": 1.0}, {}),
@@ -135,6 +136,17 @@ CANDIDATES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # Pyro's batch of 200, with and without the lr scaled along; or half the labels per step
     "batch200-lr2e-3": ({}, {"batch_size": 200, "lr": 2e-3}),
     "lbatch50": ({}, {"labelled_batch_size": 50}),
+    # dropout in q(y|x) (and in the baseline, the same network): it memorises 100 labels within
+    # two epochs, after which the cross-entropy's gradient fades
+    "cdrop0.5": ({"classifier_dropout": 0.5}, {}),
+    "cindrop0.2-cdrop0.5": ({"classifier_input_dropout": 0.2, "classifier_dropout": 0.5}, {}),
+    "cindrop0.2": ({"classifier_input_dropout": 0.2}, {}),
+    # a dearer z, so that the decoder leans on y for what it can tell from y
+    "zkl2": ({"z_kl_weight": 2.0}, {}),
+    "zkl4": ({"z_kl_weight": 4.0}, {}),
+    # p(z|y) a Gaussian per class (the CVAE's learned prior): z's class information then
+    # enters L(x, y) through the KL, so the bound can tell the classes apart
+    "learned-prior": ({"prior": "learned"}, {}),
 }
 
 BASE_TRAIN: dict[str, Any] = {
@@ -209,12 +221,21 @@ def main() -> int:
         for line in results_file.read_text().splitlines():
             row = json.loads(line)
             key = (row["model"], row["candidate"], row["max_train_examples"], row["seed"])
-            done[(*key, str(row.get("labels", "100")))] = row
+            # rows written before the dataset was recorded are Fashion-MNIST's, 100 labels
+            about = (str(row.get("labels", "100")), row.get("dataset", "fashion-mnist"))
+            done[(*key, *about)] = row
     if not args.report:
         for name in names:
             model_options, train_options = CANDIDATES[name]
             for seed in seeds:
-                key = (args.model, name, args.max_train_examples, seed, str(args.labels))
+                key = (
+                    args.model,
+                    name,
+                    args.max_train_examples,
+                    seed,
+                    str(args.labels),
+                    args.dataset,
+                )
                 if key in done:
                     continue
                 train = {
@@ -232,7 +253,12 @@ def main() -> int:
                 # same M1 on the same pixels (a seeded run: the same network either way)
                 m1_key = (seed, json.dumps(m1_settings(model_options, train), sort_keys=True))
                 shared_m1 = trained_m1.get(m1_key) if args.model == "m1m2" else None
-                run_dir = args.out / f"{args.model}-{name}-n{args.max_train_examples}-seed{seed}"
+                # every part of the results key, so that two sweeps into one --out (another
+                # dataset, another label count) never train into the same directory
+                run_dir = args.out / (
+                    f"{args.model}-{name}-{args.dataset}-n{args.max_train_examples}"
+                    f"-labels{args.labels}-seed{seed}"
+                )
                 run = train_run(
                     args.model,
                     model_config={**model_options, "m1": str(shared_m1)}
@@ -255,6 +281,7 @@ def main() -> int:
                     "max_train_examples": args.max_train_examples,
                     "seed": seed,
                     "labels": str(args.labels),
+                    "dataset": args.dataset,
                     "seconds": round(time.perf_counter() - start, 1),
                     "val_accuracy": last["val_accuracy"],
                     "val_supervised_baseline_accuracy": last["val_supervised_baseline_accuracy"],
@@ -283,11 +310,12 @@ def main() -> int:
         print(f"{'candidate':14s} {'val clustering accuracy':34s} {'k-means on the same pixels'}")
     else:
         print(f"{'candidate':14s} {'val accuracy':34s} {'gain over baseline'}")
+    this_sweep = (str(args.labels), args.dataset)
     for name in CANDIDATES:
         wanted = (args.model, name, args.max_train_examples)
         # by seed, not by when each finished: parallel sweeps append their seeds interleaved
         rows = sorted(
-            (r for k, r in done.items() if k[:3] == wanted and k[4] == str(args.labels)),
+            (r for k, r in done.items() if k[:3] == wanted and k[4:] == this_sweep),
             key=lambda row: row["seed"],
         )
         if not rows:

@@ -34,12 +34,20 @@ def digits():
     return load_dataset("digits")
 
 
-def test_unlabelled_bound_equals_a_loop_over_classes(monkeypatch):
-    """U(x) = sum_y q(y|x) L(x,y) - H(q(y|x)), with L written out per class by hand."""
+@pytest.mark.parametrize("prior", ["standard", "learned"])
+def test_unlabelled_bound_equals_a_loop_over_classes(monkeypatch, prior):
+    """U(x) = sum_y q(y|x) L(x,y) - H(q(y|x)), with L written out per class by hand; under a
+    learned p(z|y) the KL of z is against class y's own Gaussian."""
     monkeypatch.setattr(m2_module, "reparameterize", lambda mean, log_var: mean)
     torch.manual_seed(0)
     spec = DataSpec(shape=(1, 3, 3), num_classes=4)
-    model = build_model("m2", SMALL, spec)
+    model = build_model("m2", {**SMALL, "prior": prior}, spec)
+    prior_mean, prior_log_var = torch.zeros(4, 4), torch.zeros(4, 4)  # N(0, I) for every class
+    if prior == "learned":  # it starts at N(0, I): move it, or the test could not tell
+        prior_mean, prior_log_var = torch.randn(4, 4), torch.randn(4, 4) * 0.5
+        with torch.no_grad():
+            model.prior_net.head.mean.weight.copy_(prior_mean.T)
+            model.prior_net.head.log_var.weight.copy_(prior_log_var.T)
     x = torch.rand(5, 1, 3, 3)
     v = x.flatten(1)
     batched, _ = model.unlabelled_bound(v)
@@ -52,7 +60,8 @@ def test_unlabelled_bound_equals_a_loop_over_classes(monkeypatch):
         logits = model.decoder(torch.cat([mean, y], 1))
         p = torch.sigmoid(logits)
         recon = -(v * p.log() + (1 - v) * (1 - p).log()).sum(1)
-        kl = 0.5 * (mean**2 + log_var.exp() - 1 - log_var).sum(1)
+        m, lv = prior_mean[k], prior_log_var[k]
+        kl = 0.5 * (lv - log_var + (log_var.exp() + (mean - m) ** 2) / lv.exp() - 1).sum(1)
         expected += q[:, k] * (recon + kl + math.log(4))
     expected += (q * q.log()).sum(1)  # minus the entropy
     torch.testing.assert_close(batched, expected, rtol=1e-4, atol=1e-4)
@@ -203,14 +212,17 @@ def bernoulli_bound(model, v, y, kl_weight):
     return recon + kl_weight * kl + math.log(k)
 
 
-def test_loss_is_one_steps_estimate_of_j_alpha_over_n(monkeypatch):
+@pytest.mark.parametrize("z_kl_weight", [1.0, 2.5])
+def test_loss_is_one_steps_estimate_of_j_alpha_over_n(monkeypatch, z_kl_weight):
     """(N_u/N) mean U + w (N_l/N) mean L + w alpha mean CE, with the warm-up weighting the KL
-    of z and the entropy, written out by hand. (y_information_weight 1: the paper's bound; the
-    default's reweighting is checked against its own decomposition below.)"""
+    of z and the entropy, written out by hand; z_kl_weight weighs the KL of z in both bounds,
+    not the entropy of q(y|x). (y_information_weight 1: the paper's bound; the default's
+    reweighting is checked against its own decomposition below.)"""
     monkeypatch.setattr(m2_module, "reparameterize", lambda mean, log_var: mean)
     torch.manual_seed(0)
     spec = DataSpec(shape=(1, 2, 2), num_classes=3)
     config = {**SMALL, **SIZES, "alpha": 0.3, "warmup_epochs": 2, "y_information_weight": 1.0}
+    config["z_kl_weight"] = z_kl_weight
     config["sampled_tail_mass"] = 0.0  # the exact sum (the sampled one: its unbiasedness test)
     model = build_model("m2", config, spec)
     model.at_step(Progress(epoch=2, step=1, steps=4))  # warm-up (1 + 1/4) / 2
@@ -220,9 +232,10 @@ def test_loss_is_one_steps_estimate_of_j_alpha_over_n(monkeypatch):
 
     v, vl = x.flatten(1), xl.flatten(1)
     q = F.softmax(model.classifier(v), -1)
-    u = sum(q[:, k] * bernoulli_bound(model, v, torch.full((4,), k), beta) for k in range(3))
+    z_kl = beta * z_kl_weight
+    u = sum(q[:, k] * bernoulli_bound(model, v, torch.full((4,), k), z_kl) for k in range(3))
     u = u + beta * (q * q.log()).sum(1)  # minus the warmed-up entropy
-    lab = bernoulli_bound(model, vl, yl, beta)
+    lab = bernoulli_bound(model, vl, yl, z_kl)
     ce = -F.log_softmax(model.classifier(vl), -1)[torch.arange(2), yl]
     expected = 0.8 * u.mean() + 3.0 * (0.2 * lab.mean() + 0.3 * ce.mean())
     torch.testing.assert_close(terms["loss"], expected, rtol=1e-5, atol=1e-5)
@@ -242,6 +255,63 @@ def test_loss_is_one_steps_estimate_of_j_alpha_over_n(monkeypatch):
         "classification",
         "loss",
     }
+
+
+def test_a_learned_prior_draws_each_labels_codes_and_trains_with_m2():
+    """Under p(z|y) = N(mean_y, std_y^2) a code is mean_y + T std_y eps: at temperature 0 the
+    class means; its parameters are among those M2's phase optimises."""
+    torch.manual_seed(0)
+    spec = DataSpec(shape=(1, 3, 3), num_classes=4)
+    model = build_model("m2", {**SMALL, "prior": "learned"}, spec)
+    with torch.no_grad():
+        model.prior_net.head.mean.bias.copy_(torch.arange(4.0))
+        model.prior_net.head.mean.weight.copy_(torch.eye(4) * 10)
+        model.prior_net.head.log_var.bias.fill_(math.log(4.0))
+    labels = torch.tensor([0, 3, 3])
+    eps = torch.ones(3, 4)
+    codes = model.prior_codes(eps, labels, temperature=0.0)
+    expected_means = torch.arange(4.0) + 10 * F.one_hot(labels, 4).float()
+    torch.testing.assert_close(codes, expected_means)
+    torch.testing.assert_close(model.prior_codes(eps, labels, 0.5), expected_means + 0.5 * 2.0)
+    assert model.prior_kind == "learned p(z|y)"
+    assert model.sample(3, labels).shape == (3, 1, 3, 3)
+    with pytest.raises(ValueError, match="needs a label"):
+        model.prior_codes(eps)
+    (phase,) = [p for p in model.phases() if p.name == "loss"]
+    assert {id(p) for p in model.prior_net.parameters()} <= {id(p) for p in phase.parameters}
+    # the paper's N(0, I): the noise itself, no prior network
+    standard = build_model("m2", SMALL, spec)
+    assert standard.prior_net is None and standard.prior_kind == "standard N(0, I)"
+    torch.testing.assert_close(standard.prior_codes(eps, labels, 0.5), eps * 0.5)
+    with pytest.raises(ConfigError, match="prior: expected standard | learned"):
+        build_model("m2", {**SMALL, "prior": "gaussian"}, spec)
+
+
+def test_classifier_dropout_is_in_q_and_its_baseline_in_training_only():
+    """Dropout on the input and after the hidden layers of q(y|x) and of the baseline (the same
+    network): random in training, off in evaluation; without it the layers keep the indices of
+    older checkpoints."""
+    spec = DataSpec(shape=(1, 3, 3), num_classes=4)
+    plain = build_model("m2", SMALL, spec).state_dict()
+    assert {"classifier.0.weight", "classifier.2.weight", "baseline.2.weight"} <= set(plain)
+    config = {**SMALL, "classifier_input_dropout": 0.3, "classifier_dropout": 0.5}
+    torch.manual_seed(0)
+    model = build_model("m2", config, spec)
+    v = torch.rand(64, 9)
+    for net in (model.classifier, model.baseline):
+        dropouts = [m.p for m in net if isinstance(m, torch.nn.Dropout)]
+        assert dropouts == [0.3, 0.5]
+        model.train()
+        assert not torch.equal(net(v), net(v))
+        model.eval()
+        linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+        by_hand = linears[1](F.softplus(linears[0](v)))
+        torch.testing.assert_close(net(v), by_hand)
+    for name in ("classifier_input_dropout", "classifier_dropout"):
+        with pytest.raises(ConfigError, match=f"{name}: expected a dropout probability"):
+            build_model("m2", {**SMALL, name: 1.0}, spec)
+    with pytest.raises(ConfigError, match="z_kl_weight: expected a weight > 0"):
+        build_model("m2", {**SMALL, "z_kl_weight": 0.0}, spec)
 
 
 def test_batch_marginal_kl_is_the_information_part_of_the_categories_kl():
