@@ -221,8 +221,13 @@ def main() -> int:
         for line in results_file.read_text().splitlines():
             row = json.loads(line)
             key = (row["model"], row["candidate"], row["max_train_examples"], row["seed"])
-            # rows written before the dataset was recorded are Fashion-MNIST's, 100 labels
-            about = (str(row.get("labels", "100")), row.get("dataset", "fashion-mnist"))
+            # rows written before the dataset was recorded are Fashion-MNIST's, 100 labels; before
+            # the epochs were, one validation accuracy per epoch tells them
+            about = (
+                str(row.get("labels", "100")),
+                row.get("dataset", "fashion-mnist"),
+                row.get("epochs", len(row["val_accuracy_by_epoch"])),
+            )
             done[(*key, *about)] = row
     if not args.report:
         for name in names:
@@ -235,6 +240,7 @@ def main() -> int:
                     seed,
                     str(args.labels),
                     args.dataset,
+                    args.epochs,
                 )
                 if key in done:
                     continue
@@ -254,10 +260,10 @@ def main() -> int:
                 m1_key = (seed, json.dumps(m1_settings(model_options, train), sort_keys=True))
                 shared_m1 = trained_m1.get(m1_key) if args.model == "m1m2" else None
                 # every part of the results key, so that two sweeps into one --out (another
-                # dataset, another label count) never train into the same directory
+                # dataset, another label count or length) never train into the same directory
                 run_dir = args.out / (
                     f"{args.model}-{name}-{args.dataset}-n{args.max_train_examples}"
-                    f"-labels{args.labels}-seed{seed}"
+                    f"-labels{args.labels}-epochs{args.epochs}-seed{seed}"
                 )
                 run = train_run(
                     args.model,
@@ -282,6 +288,7 @@ def main() -> int:
                     "seed": seed,
                     "labels": str(args.labels),
                     "dataset": args.dataset,
+                    "epochs": args.epochs,
                     "seconds": round(time.perf_counter() - start, 1),
                     "val_accuracy": last["val_accuracy"],
                     "val_supervised_baseline_accuracy": last["val_supervised_baseline_accuracy"],
@@ -310,7 +317,7 @@ def main() -> int:
         print(f"{'candidate':14s} {'val clustering accuracy':34s} {'k-means on the same pixels'}")
     else:
         print(f"{'candidate':14s} {'val accuracy':34s} {'gain over baseline'}")
-    this_sweep = (str(args.labels), args.dataset)
+    this_sweep = (str(args.labels), args.dataset, args.epochs)
     for name in CANDIDATES:
         wanted = (args.model, name, args.max_train_examples)
         # by seed, not by when each finished: parallel sweeps append their seeds interleaved
