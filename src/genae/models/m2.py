@@ -117,10 +117,6 @@ class M2Config:
     # Fashion-MNIST (seed 0) alpha 3 gains +2.4 and alpha 1 +1.0 against +3.1 at 30.
     alpha: float = default_changed(30.0, before=0.1)
     """The paper's alpha as a multiple of N (alpha = this x N): weight of the mean labelled CE."""
-    # Above 1 z costs more, which should leave the decoder more of the class to take from y.
-    # Validation (`--only zkl2`, as for the dropout above): 2 gave 0.727, 0.737 (gain +2.1,
-    # +3.6) against 0.729, 0.734; the smaller z of latent_dim 10 or 4 was worse (M1+M2 with 0
-    # labels). 1, the ELBO, stays.
     # A Gaussian per class (the CVAE's learned p(z|y), models/latent.py) lets z's class
     # information enter L(x, y) through the KL of z, which the paper's N(0, I) cannot. It did
     # not raise accuracy (validation, `m2_recipe_sweep.py --only learned-prior`, Fashion-MNIST,
@@ -129,8 +125,12 @@ class M2Config:
     # prior stays the default.
     prior: str = "standard"
     """p(z|y): standard (the paper's N(0, I) for every class) | learned (a Gaussian per class)."""
+    # Above 1 z costs more, which should leave the decoder more of the class to take from y.
+    # Validation (`--only zkl2`, as for the dropout above): 2 gave 0.727, 0.737 (gain +2.1,
+    # +3.6) against 0.729, 0.734; the smaller z of latent_dim 10 or 4 was worse (M1+M2 with 0
+    # labels). 1, the ELBO, stays.
     z_kl_weight: float = 1.0
-    """Training: weight of KL(q(z|x,y) || p(z)) in both bounds (1: the ELBO)."""
+    """Training: weight of KL(q(z|x,y) || p(z|y)) in both bounds (1: the ELBO)."""
     warmup_epochs: int = 0
     """Epochs over which the KL of z and the entropy of q(y|x) ramp from 0 to 1 (0: none)."""
     # Averaged over the data, U(x)'s KL(q(y|x) || p(y)) is I(x; y) + KL(q(y) || p(y)), q(y) the
