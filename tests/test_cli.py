@@ -260,7 +260,8 @@ def test_train_model_help_shows_only_that_models_options(capsys, monkeypatch) ->
     assert "training options:" in text and "m2 options:" in text
     for field in [*field_types(TrainConfig), *option_types(M2Config)]:
         assert "--" + field.replace("_", "-") in options, field
-    for foreign in ("--prior", "--clusters", "--block-channels", "--features", "--m1-epochs"):
+    foreign_options = ("--prior-regions", "--clusters", "--block-channels", "--features")
+    for foreign in (*foreign_options, "--m1-epochs"):
         assert foreign not in options
     # derived fields (the run fills them in from its data) are no flags
     for derived in ("--labelled-examples", "--unlabelled-examples"):
@@ -292,8 +293,8 @@ def test_threads_is_accepted_and_ignored_by_train(capsys) -> None:
 
 def test_option_of_another_model(capsys) -> None:
     assert_user_error(
-        cli(capsys, "train", "m2", "--prior", "normal"),
-        "--prior",
+        cli(capsys, "train", "m2", "--prior-regions", "3"),
+        "--prior-regions",
         "does not apply to model 'm2'",
         "aae",
         "genae train m2 --help",
