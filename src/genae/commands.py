@@ -30,8 +30,7 @@ from genae.errors import ConfigError, GenaeError, TrainingError
 from genae.experiments import pending_runs, run_experiment, train_one
 from genae.io import write_json_atomic
 from genae.metrics import MetricOptions, parse_names
-from genae.models.base import check_temperature
-from genae.models.latent import require_temperature
+from genae.models.base import check_temperature, require_temperature
 from genae.models.registry import MODELS, model_class
 from genae.report import build_report
 from genae.runtime import usable_cores

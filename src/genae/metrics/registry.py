@@ -20,8 +20,7 @@ from typing import Any
 from genae.config import require
 from genae.data.memory import TensorData
 from genae.metrics.judge import domain_classifier
-from genae.models.base import GenerativeModel
-from genae.models.latent import require_temperature
+from genae.models.base import GenerativeModel, require_temperature
 
 
 @dataclass

@@ -14,6 +14,7 @@ reconstruction of images x, a classifier its logits (each family documents its f
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,8 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genae.config import require
 from genae.data.types import Batch, DataSpec, ImageArrays
 from genae.errors import ConfigError
+from genae.nn.blocks import standard_normal
 from genae.nn.priors import Prior
 
 LossTerms = dict[str, torch.Tensor]  # "loss" (what is minimised) plus named scalar terms
@@ -303,25 +306,70 @@ class Categories(ABC):
         """The most probable category (B,) of each image."""
 
 
-class TemperedPrior(ABC):
+class TemperedPrior(LatentCodes):
     """Draws its codes from a diagonal Gaussian prior, N(0, I) or a learned p(z|y) given the
     condition, as z = mean + T * std * eps with eps ~ N(0, I): the temperature T scales the
     spread (1: the prior itself, 0: its mean). `prior_sample(n, generator, condition,
-    temperature)` and `sample(n, condition, generator, temperature)` take both."""
+    temperature)` and `sample(n, condition, generator, temperature)` take both.
+
+    The mechanics live here once; a model sets `prior_net`: None for N(0, I), or a network from
+    condition vectors (`GenerativeModel.condition_vector`) to the prior's mean and log-variance.
+    A model lists it before GenerativeModel, whose unconditional `prior_sample` it replaces.
+    """
+
+    prior_net: nn.Module | None
 
     @property
-    @abstractmethod
     def prior_kind(self) -> str:
-        """What the codes are drawn from, as a metric records it: "standard N(0, I)" or
-        "learned p(z|y)"."""
+        """What the codes are drawn from, as a metric records it."""
+        return "standard N(0, I)" if self.prior_net is None else "learned p(z|y)"
 
-    @abstractmethod
+    def prior_for_labels(
+        self, condition: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Mean and log-variance (n, d) of p(z|y) for labels shaped like `Batch.y`; None under
+        N(0, I), which needs no labels."""
+        if self.prior_net is None:
+            return None
+        if condition is None:
+            raise ValueError("the learned prior p(z|y) needs a label for every code")
+        return self.prior_net(self.condition_vector(condition))  # type: ignore[attr-defined]
+
     def prior_codes(
         self, eps: torch.Tensor, condition: torch.Tensor | None = None, temperature: float = 1.0
     ) -> torch.Tensor:
         """Codes (n, d) from standard-normal noise eps (n, d) and, for a prior that depends on
         the condition, labels shaped like `Batch.y` (n of them): the same eps under different
         labels gives each label's code of the same quantile."""
+        require_temperature(temperature)
+        prior = self.prior_for_labels(condition)
+        if prior is None:
+            return eps if temperature == 1.0 else eps * temperature
+        mean, log_var = prior
+        return torch.addcmul(mean, eps, temperature * torch.exp(0.5 * log_var))
+
+    def prior_sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        condition: torch.Tensor | None = None,
+        temperature: float = 1.0,
+    ) -> torch.Tensor:
+        """n codes from the prior at a temperature (given n labels, for a learned p(z|y))."""
+        device = self.device  # type: ignore[attr-defined]
+        eps = standard_normal((n, self.latent_dim), generator, device)
+        return self.prior_codes(eps, condition, temperature)
+
+
+def require_temperature(temperature: Any, where: str = "temperature") -> None:
+    """A sampling temperature is a finite number >= 0."""
+    number = isinstance(temperature, int | float) and not isinstance(temperature, bool)
+    require(
+        number and math.isfinite(temperature) and temperature >= 0,
+        where,
+        "a number >= 0 (1: the prior itself, 0: its mean)",
+        temperature,
+    )
 
 
 def check_temperature(

@@ -16,7 +16,6 @@ weights and sampling all use it.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -27,13 +26,12 @@ from genae.data.types import DataSpec
 from genae.models.base import (
     Batch,
     GenerativeModel,
-    LatentCodes,
     LogWeights,
     LossTerms,
     Reconstructs,
     TemperedPrior,
 )
-from genae.nn.blocks import GaussianHead, mlp, reparameterize, standard_normal
+from genae.nn.blocks import GaussianHead, mlp, reparameterize
 from genae.nn.divergences import (
     kl_normal_diag_units,
     kl_normal_standard_units,
@@ -48,17 +46,6 @@ PRIORS = ("standard", "learned")  # the values of a conditional VAE's `prior` co
 def require_prior(prior: str) -> None:
     """The config check of a `prior` field."""
     require(prior in PRIORS, "prior", " | ".join(PRIORS), prior)
-
-
-def require_temperature(temperature: Any, where: str = "temperature") -> None:
-    """A sampling temperature is a finite number >= 0."""
-    number = isinstance(temperature, int | float) and not isinstance(temperature, bool)
-    require(
-        number and math.isfinite(temperature) and temperature >= 0,
-        where,
-        "a number >= 0 (1: the prior itself, 0: its mean)",
-        temperature,
-    )
 
 
 class LearnedPrior(nn.Module):
@@ -87,7 +74,7 @@ class LearnedPrior(nn.Module):
         return self.head(self.body(c))
 
 
-class GaussianLatentVAE(GenerativeModel, LatentCodes, LogWeights, Reconstructs, TemperedPrior):
+class GaussianLatentVAE(TemperedPrior, GenerativeModel, LogWeights, Reconstructs):
     """Base class: diagonal-Gaussian posterior, N(0, I) prior (or a learned p(z|y)), a pixel
     likelihood."""
 
@@ -136,10 +123,6 @@ class GaussianLatentVAE(GenerativeModel, LatentCodes, LogWeights, Reconstructs, 
         if c is None:
             raise ValueError("the learned prior p(z|y) needs a label for every code")
         return self.prior_net(c)
-
-    @property
-    def prior_kind(self) -> str:
-        return "standard N(0, I)" if self.prior_net is None else "learned p(z|y)"
 
     def _kl_units(
         self, mean: torch.Tensor, log_var: torch.Tensor, c: torch.Tensor | None
@@ -220,28 +203,6 @@ class GaussianLatentVAE(GenerativeModel, LatentCodes, LogWeights, Reconstructs, 
     def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Decoded posterior means, as images: `model(x, y)` without gradients."""
         return self(x, y)
-
-    def prior_codes(
-        self, eps: torch.Tensor, condition: torch.Tensor | None = None, temperature: float = 1.0
-    ) -> torch.Tensor:
-        """z = mean(y) + T * std(y) * eps: under N(0, I) eps itself (times T); under a learned
-        p(z|y) each label's prior mean and spread (labels shaped like `Batch.y`)."""
-        require_temperature(temperature)
-        if self.prior_net is None:
-            return eps if temperature == 1.0 else eps * temperature
-        mean, log_var = self.prior_params(self._condition(condition))
-        return torch.addcmul(mean, eps, temperature * torch.exp(0.5 * log_var))
-
-    def prior_sample(
-        self,
-        n: int,
-        generator: torch.Generator | None = None,
-        condition: torch.Tensor | None = None,
-        temperature: float = 1.0,
-    ) -> torch.Tensor:
-        """n codes from the prior at a temperature (given n labels, for a learned p(z|y))."""
-        eps = standard_normal((n, self.latent_dim), generator, self.device)
-        return self.prior_codes(eps, condition, temperature)
 
     @torch.no_grad()
     def sample(

@@ -44,7 +44,6 @@ from genae.errors import CheckpointError, ConfigError
 from genae.models.base import (
     Batch,
     GenerativeModel,
-    LatentCodes,
     LossTerms,
     Phase,
     Pretrained,
@@ -53,7 +52,7 @@ from genae.models.base import (
     linear_warmup,
     parameters_of,
 )
-from genae.models.latent import LearnedPrior, require_temperature
+from genae.models.latent import LearnedPrior
 from genae.models.registry import register
 from genae.models.vae import VAE, VAEConfig
 from genae.nn.blocks import (
@@ -264,7 +263,7 @@ def gradient_norm(term: torch.Tensor, parameters: list[torch.nn.Parameter]) -> t
     return torch.sqrt(sum(g.pow(2).sum() for g in grads if g is not None)).detach()
 
 
-class SemiSupervisedVAE(GenerativeModel, LatentCodes, TemperedPrior):
+class SemiSupervisedVAE(TemperedPrior, GenerativeModel):
     """M2 over a flat feature vector; `features(x)` says what the vector is (pixels for M2,
     an M1 latent code for M1+M2) and `likelihood` how it is modelled."""
 
@@ -622,34 +621,6 @@ class SemiSupervisedVAE(GenerativeModel, LatentCodes, TemperedPrior):
         # with no labels nothing ties y = k to class k: the categories are clusters
         return self.config.labelled_examples != 0
 
-    @property
-    def prior_kind(self) -> str:
-        return "standard N(0, I)" if self.prior_net is None else "learned p(z|y)"
-
-    def prior_codes(
-        self, eps: torch.Tensor, condition: torch.Tensor | None = None, temperature: float = 1.0
-    ) -> torch.Tensor:
-        """z = mean(y) + T * std(y) * eps: eps itself (times T) under N(0, I), each label's
-        prior mean and spread under a learned p(z|y)."""
-        require_temperature(temperature)
-        if self.prior_net is None:
-            return eps if temperature == 1.0 else eps * temperature
-        if condition is None:
-            raise ValueError("the learned prior p(z|y) needs a label for every code")
-        y_onehot = F.one_hot(condition, self.spec.num_classes).float()
-        mean, log_var = self.prior_net(y_onehot)
-        return torch.addcmul(mean, eps, temperature * torch.exp(0.5 * log_var))
-
-    def prior_sample(
-        self,
-        n: int,
-        generator: torch.Generator | None = None,
-        condition: torch.Tensor | None = None,
-        temperature: float = 1.0,
-    ) -> torch.Tensor:
-        eps = standard_normal((n, self.config.latent_dim), generator, self.device)
-        return self.prior_codes(eps, condition, temperature)
-
     @torch.no_grad()
     def sample(
         self,
@@ -659,7 +630,7 @@ class SemiSupervisedVAE(GenerativeModel, LatentCodes, TemperedPrior):
         temperature: float = 1.0,
     ) -> torch.Tensor:
         """n images from p(y) p(z|y) p(x|y,z) (y given by `condition`, else drawn from p(y))."""
-        eps = standard_normal((n, self.config.latent_dim), generator, self.device)
+        eps = standard_normal((n, self.latent_dim), generator, self.device)
         if condition is None:  # draw y from its prior, after the noise (the draws of before)
             condition = torch.randint(self.spec.num_classes, (n,), device=self.device)
         return self.generate(self.prior_codes(eps, condition, temperature), condition)
