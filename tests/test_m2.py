@@ -19,10 +19,10 @@ from genae.data.sources import load_dataset
 from genae.data.types import DataSpec, ImageArrays
 from genae.errors import CheckpointError, ConfigError, DataError
 from genae.models.base import Batch, Progress, TrainingSet, linear_warmup
-from genae.models.m2 import M1M2, M2, M1M2Config, active_units
+from genae.models.m2 import M1M2, M2, M1M2Config, active_units, every_class_pairs
 from genae.models.registry import build_model
 from genae.models.vae import VAE, VAEConfig
-from genae.nn.blocks import mlp, mlp_for_class_pairs, mlp_for_every_class
+from genae.nn.blocks import mlp, mlp_for_class_pairs
 from genae.training.checkpoint import load_checkpoint
 
 SMALL = {"hidden": [32], "classifier_hidden": [32], "latent_dim": 4}
@@ -75,7 +75,8 @@ def test_every_class_pass_equals_the_network_on_repeated_rows_with_one_hot_class
     v = torch.randn(7, 6)
     every_class = torch.arange(3).repeat_interleave(7)
     naive = net(torch.cat([v.repeat(3, 1), F.one_hot(every_class, 3).float()], 1))
-    torch.testing.assert_close(mlp_for_every_class(net, v, 3), naive)
+    rows, classes = every_class_pairs(7, 3, v.device)
+    torch.testing.assert_close(mlp_for_class_pairs(net, v, rows, classes, 3), naive)
 
 
 def test_class_pairs_pass_equals_the_network_on_each_pairs_row_and_one_hot_class():
@@ -164,10 +165,10 @@ def test_labelled_bound_on_a_random_subset_is_unbiased_and_the_ce_sees_every_lab
     model = build_model("m2", {**SMALL, **SIZES, "labelled_bound_examples": 3}, spec)
     x, y = torch.rand(8, 1, 3, 3), torch.arange(8) % 4
     full_mean = model.labelled_bound(x.flatten(1), y).mean()
-    sizes = []
-    original = model.labelled_bound
+    sizes = []  # the pairs each step's one encoder-decoder pass evaluates
+    original = model.pair_bounds
     monkeypatch.setattr(
-        model, "labelled_bound", lambda v, *a, **k: sizes.append(len(v)) or original(v, *a, **k)
+        model, "pair_bounds", lambda v, rows, *a: sizes.append(len(rows)) or original(v, rows, *a)
     )
     with torch.no_grad():
         draws = [model.loss(Batch(x=x, y=y)) for _ in range(3000)]
@@ -246,6 +247,20 @@ def test_loss_is_one_steps_estimate_of_j_alpha_over_n(monkeypatch, z_kl_weight):
     unlabelled_terms = {"unlabelled", "class_passes"}
     assert set(terms) == {*unlabelled_terms, "labelled", "classification", "loss"}  # no diag
     assert terms["class_passes"] == 3  # exact: every class
+
+    # sampled: the labelled pairs ride in the same encoder-decoder pass as the unlabelled ones
+    model.config.sampled_tail_mass = 0.05
+    passes = []
+    original = model.pair_bounds
+    monkeypatch.setattr(
+        model, "pair_bounds", lambda v, rows, *a: passes.append(len(rows)) or original(v, rows, *a)
+    )
+    sampled = model.loss(Batch(x, None, xl, yl, labelled_weight=3.0))
+    assert passes == [4 * sampled["class_passes"] + 2]
+    torch.testing.assert_close(sampled["labelled"], lab.mean(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(sampled["classification"], ce.mean(), rtol=1e-5, atol=1e-5)
+    model.config.sampled_tail_mass = 0.0
+    monkeypatch.setattr(model, "pair_bounds", original)
 
     # no labelled minibatch in this step: U alone; fully supervised: L and the classifier
     assert set(model.loss(Batch(x)).keys()) == {*unlabelled_terms, "loss"}

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from genae.api import fit
 from genae.config import TrainConfig
-from genae.data.memory import TensorData
+from genae.data.memory import TensorData, draw_bernoulli
 from genae.data.sources import load_dataset
 from genae.errors import ConfigError, NonFiniteLossError
 from genae.training.checkpoint import load_checkpoint
@@ -338,3 +338,20 @@ def test_restored_adam_moments_take_their_channels_last_weights_layout():
     step(conv, optimizer, 3)
     step(resumed, resumed_optimizer, 3)
     assert torch.equal(resumed.weight, conv.weight)
+
+
+def test_binarised_pixels_are_torch_bernoulli_draws_at_the_same_seed():
+    """draw_bernoulli replaces torch.bernoulli in every binarised step for speed; on CPU it must
+    draw exactly what torch.bernoulli drew (runs measured before it stay reproducible), and
+    each pixel is 1 with its grey level's probability."""
+    p = torch.rand(300, 1, 28, 28)
+    expected = torch.bernoulli(p, generator=torch.Generator().manual_seed(4))
+    drawn = draw_bernoulli(p, torch.Generator().manual_seed(4))
+    assert torch.equal(drawn, expected)
+    torch.manual_seed(9)
+    expected = torch.bernoulli(p)
+    torch.manual_seed(9)
+    assert torch.equal(draw_bernoulli(p), expected)
+    many = draw_bernoulli(torch.full((200_000,), 0.3))
+    assert set(many.unique().tolist()) == {0.0, 1.0}
+    assert abs(many.mean().item() - 0.3) < 0.005  # 5 standard errors

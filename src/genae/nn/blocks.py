@@ -60,14 +60,6 @@ def mlp(
     return nn.Sequential(*layers)
 
 
-def mlp_for_every_class(net: nn.Sequential, v: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """`net(cat([v, one_hot(y)]))` for every class y, shape (K*B, out), class-major rows (all of
-    class 0, then class 1, ...): `mlp_for_class_pairs` over every (row, class) pair."""
-    rows = torch.arange(v.shape[0], device=v.device).repeat(num_classes)
-    classes = torch.arange(num_classes, device=v.device).repeat_interleave(v.shape[0])
-    return mlp_for_class_pairs(net, v, rows, classes, num_classes)
-
-
 def mlp_for_class_pairs(
     net: nn.Sequential,
     v: torch.Tensor,
