@@ -788,3 +788,16 @@ def test_a_new_run_takes_the_models_training_defaults_under_what_its_caller_set(
     )
     assert len(resumed.history) == 2
     assert saved(tmp_path / "given")["binarize"] is False
+
+
+def test_bare_m2_and_m1m2_train_as_long_as_the_experiments_that_report_their_numbers():
+    """`genae train m2` / `m1m2` with no flags must be the recipe the README's numbers come
+    from: the epochs of m2-vs-m1m2 and M1's epochs of both M1+M2 experiments."""
+    from genae.experiments import load_experiment
+
+    recipe = load_experiment("m2-vs-m1m2")
+    assert M2.training_defaults["epochs"] == recipe.train["epochs"]
+    assert M1M2.training_defaults["epochs"] == recipe.train["epochs"]
+    for name in ("m2-vs-m1m2", "m2-vs-m3-unsupervised"):
+        m1m2 = next(run for run in load_experiment(name).runs if run.model == "m1m2")
+        assert m1m2.model_config["m1_epochs"] == M1M2Config().m1_epochs
