@@ -435,7 +435,8 @@ class SemiSupervisedVAE(TemperedPrior, GenerativeModel):
         layer runs on the rows of v once (`mlp_for_class_pairs`)."""
         k = self.spec.num_classes
         hidden = mlp_for_class_pairs(self.encoder, v, rows, classes, k)
-        return self.bound_from_encoding(hidden, v[rows], F.one_hot(classes, k).float(), kl_weight)
+        targets = v.index_select(0, rows)
+        return self.bound_from_encoding(hidden, targets, F.one_hot(classes, k).float(), kl_weight)
 
     def bound_from_encoding(
         self, hidden: torch.Tensor, v: torch.Tensor, y_onehot: torch.Tensor, kl_weight: float
