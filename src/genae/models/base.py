@@ -324,16 +324,22 @@ class TemperedPrior(LatentCodes):
         """What the codes are drawn from, as a metric records it."""
         return "standard N(0, I)" if self.prior_net is None else "learned p(z|y)"
 
+    def prior_params(self, c: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Mean and log-variance of p(z|c) for condition vectors c; None under N(0, I), which
+        needs no condition."""
+        if self.prior_net is None:
+            return None
+        if c is None:
+            raise ValueError("the learned prior p(z|y) needs a label for every code")
+        return self.prior_net(c)
+
     def prior_for_labels(
         self, condition: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Mean and log-variance (n, d) of p(z|y) for labels shaped like `Batch.y`; None under
-        N(0, I), which needs no labels."""
-        if self.prior_net is None:
-            return None
-        if condition is None:
-            raise ValueError("the learned prior p(z|y) needs a label for every code")
-        return self.prior_net(self.condition_vector(condition))  # type: ignore[attr-defined]
+        """`prior_params` for labels shaped like `Batch.y`."""
+        if condition is None or self.prior_net is None:  # N(0, I) reads no labels
+            return self.prior_params(None)  # None, or the learned prior's missing-label error
+        return self.prior_params(self.condition_vector(condition))  # type: ignore[attr-defined]
 
     def prior_codes(
         self, eps: torch.Tensor, condition: torch.Tensor | None = None, temperature: float = 1.0

@@ -115,15 +115,7 @@ class GaussianLatentVAE(TemperedPrior, GenerativeModel, LogWeights, Reconstructs
             raise ValueError(f"the conditional model '{self.name}' needs a label for every example")
         return self.condition_vector(y)
 
-    # --- the prior ----------------------------------------------------------------------------
-    def prior_params(self, c: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Mean and log-variance of p(z | c) for condition vectors c; None for N(0, I)."""
-        if self.prior_net is None:
-            return None
-        if c is None:
-            raise ValueError("the learned prior p(z|y) needs a label for every code")
-        return self.prior_net(c)
-
+    # --- the prior (TemperedPrior.prior_params) ------------------------------------------------
     def _kl_units(
         self, mean: torch.Tensor, log_var: torch.Tensor, c: torch.Tensor | None
     ) -> torch.Tensor:

@@ -446,10 +446,11 @@ class SemiSupervisedVAE(TemperedPrior, GenerativeModel):
         z = reparameterize(mean, log_var)
         params = self.decoder(torch.cat([z, y_onehot], 1))
         recon = -self.likelihood.log_prob(params, v)
-        if self.prior_net is None:
+        prior = self.prior_params(y_onehot)
+        if prior is None:
             kl = kl_normal_standard(mean, log_var)
         else:
-            kl = kl_normal_diag(mean, log_var, *self.prior_net(y_onehot))
+            kl = kl_normal_diag(mean, log_var, *prior)
         return recon + kl_weight * kl + math.log(self.spec.num_classes)
 
     def class_bounds(self, v: torch.Tensor, kl_weight: float = 1.0) -> torch.Tensor:
