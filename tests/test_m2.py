@@ -88,6 +88,14 @@ def test_class_pairs_pass_equals_the_network_on_each_pairs_row_and_one_hot_class
     torch.testing.assert_close(mlp_for_class_pairs(net, v, rows, classes, 3), naive)
 
 
+def sum_and_sample(model, v, q, tail_mass):
+    """The training step's sum and sample (`step_bounds`), its pieces composed as there: the
+    estimate of sum_y q(y|v) L(v, y) per row and the number of pairs it evaluated."""
+    pairs = m2_module.sampled_pairs(q, tail_mass)
+    bounds = model.pair_bounds(v, pairs.rows, pairs.classes)
+    return pairs.estimate(q, bounds, tail_mass), len(pairs.rows)
+
+
 def sum_and_sample_setup(monkeypatch, sharpness: float):
     """A small M2 with deterministic class bounds (z = the posterior mean) and q(y|x) made
     `sharpness` times more peaked; the parameters that U reaches (not the baseline's)."""
@@ -112,7 +120,8 @@ def test_sum_and_sample_is_unbiased_in_value_and_in_every_gradient(monkeypatch):
 
     draws = 20_000
     repeated = v.repeat(draws, 1)
-    estimate, _ = model.sum_and_sample(repeated, F.softmax(model.classifier(repeated), -1), 0.4)
+    q_repeated = F.softmax(model.classifier(repeated), -1)
+    estimate, _ = sum_and_sample(model, repeated, q_repeated, 0.4)
     per_row = estimate.view(draws, 3)
     standard_error = per_row.std(0) / draws**0.5
     assert (standard_error > 0).all(), "the tail was never sampled"
@@ -135,7 +144,7 @@ def test_sum_and_sample_evaluates_one_class_per_example_once_q_is_confident(monk
     v = torch.rand(50, 9)
     q = F.softmax(model.classifier(v), -1)
     assert (q.max(-1).values > 0.999).all()
-    estimate, pairs = model.sum_and_sample(v, q, 0.05)
+    estimate, pairs = sum_and_sample(model, v, q, 0.05)
     assert evaluated[0] == pairs < 55  # 50 most probable classes, a tail drawn for few if any
     exact = (q * model.class_bounds(v)).sum(-1)
     torch.testing.assert_close(estimate, exact, rtol=1e-3, atol=1e-3)

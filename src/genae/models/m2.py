@@ -459,16 +459,6 @@ class SemiSupervisedVAE(TemperedPrior, GenerativeModel):
         pairs = every_class_pairs(b, k, v.device)
         return self.pair_bounds(v, *pairs, kl_weight).view(k, b).T
 
-    def sum_and_sample(
-        self, v: torch.Tensor, q_y: torch.Tensor, tail_mass: float, kl_weight: float = 1.0
-    ) -> tuple[torch.Tensor, int]:
-        """An unbiased estimate of sum_y q(y|v) L(v, y) per row (M2Config.sampled_tail_mass),
-        and the number of (row, class) pairs it evaluated: `sampled_pairs`, their bounds, and
-        `SampledPairs.estimate`."""
-        pairs = sampled_pairs(q_y, tail_mass)
-        bounds = self.pair_bounds(v, pairs.rows, pairs.classes, kl_weight)
-        return pairs.estimate(q_y, bounds, tail_mass), len(pairs.rows)
-
     def unlabelled_bound(
         self, v: torch.Tensor, bounds: torch.Tensor | None = None, kl_weight: float = 1.0
     ) -> tuple[torch.Tensor, torch.Tensor]:
